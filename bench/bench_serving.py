@@ -1,0 +1,226 @@
+"""Serving benchmark: a real ``bentoml serve`` under load from a separate process.
+
+``python -m bench serving``. Trains a small real model on generated data in a throwaway store,
+then for each configuration (adaptive batching on/off × prediction logging on/off) starts the
+service, and drives it with :mod:`ai_factory.deployment.loadgen` in its own process:
+
+* single records at a fixed 200 req/s (open loop) → latency p50/p99 at the goal's traffic;
+* single records, closed loop (16 concurrent) → throughput ceiling;
+* batches of 32 records, closed loop (4 concurrent) → rows/s.
+
+The serving overhead ratio is served rows/s ÷ in-process ``Predictor`` rows/s on the same batch
+size. Finally the switch gap: traffic at 100 req/s through the stable front while the local
+target deploys a second version beside the first and switches to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+from bench.common import isolated_env, table
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _train(tmp: Path, run_key: str, end_day: int, seed: int) -> str:
+    from ai_factory.training import io
+    from ai_factory.training.steps import evaluate, fit, make_window, register
+
+    work = tmp / "runs" / run_key
+    end = date(2026, 3, 1) + timedelta(days=end_day - 1)
+    window = make_window(str(work / "window.json"), days=5, end=end)["window"]
+    fit(window, str(work / "model"), params_override={"hidden_size": 64, "n_layers": 2, "max_epochs": 3,
+                                                       "batch_size": 256, "seed": seed})
+    io.write_json(str(work / "evaluation.json"), evaluate(window, str(work / "model")))
+    return register(window, str(work / "model"), str(work / "evaluation.json"), run_key=run_key,
+                    reference_rows=200)["tag"]
+
+
+def _setup() -> tuple[Path, list[str], list[dict]]:
+    from ai_factory.data.generate import generate_day, to_parquet_bytes
+    from ai_factory.deployment.smoke import frame_to_records
+    from ai_factory.spec import default_spec
+    from ai_factory.storage import DataLake, Zone
+
+    tmp = isolated_env()
+    lake = DataLake.from_settings()
+    for i in range(6):
+        day = date(2026, 3, 1) + timedelta(days=i)
+        lake.replace_partition(Zone.VALIDATED, day, {"part-0.parquet": to_parquet_bytes(generate_day(day, 2000, 0))})
+    tags = [_train(tmp, "bench-a", 5, 1), _train(tmp, "bench-b", 6, 2)]
+    holdout = lake.read_partition(Zone.VALIDATED, lake.partitions(Zone.VALIDATED)[-1])
+    return tmp, tags, frame_to_records(default_spec(), holdout.head(256))
+
+
+def _in_process_rows_per_s(tag: str, records: list[dict], batch: int, seconds: float = 3.0) -> float:
+    import pandas as pd
+    import torch
+
+    from ai_factory.training.predictor import load_predictor
+
+    torch.set_num_threads(1)  # what the runner process uses
+    predictor = load_predictor(tag)
+    frame = pd.DataFrame.from_records(records[:batch])
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        predictor.predict_proba(frame)
+        n += batch
+    return n / (time.perf_counter() - t0)
+
+
+def _serve(tag: str, port: int, batching: bool, logging_: bool, log_path: Path) -> subprocess.Popen:
+    env = {**os.environ, "AI_FACTORY_MODEL_TAG": tag, "AI_FACTORY_SERVE_BATCHING": str(batching).lower(),
+           "AI_FACTORY_PREDICTION_LOG": str(logging_).lower(), "BENTOML_DO_NOT_TRACK": "true"}
+    out = open(log_path, "wb")  # noqa: SIM115 - owned by the child
+    return subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "service:ModelService", "--host", "127.0.0.1",
+                             "--port", str(port)], cwd=REPO / "bentos", env=env, stdout=out,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _load(url: str, body: object, tmp: Path, **kw: object) -> dict:
+    body_file = tmp / f"body-{time.monotonic_ns()}.json"
+    body_file.write_text(json.dumps(body))
+    args = [sys.executable, "-m", "ai_factory.deployment.loadgen", "--url", url, "--body-file", str(body_file)]
+    for k, v in kw.items():
+        if v is True:
+            args.append(f"--{k.replace('_', '-')}")
+        else:
+            args += [f"--{k.replace('_', '-')}", str(v)]
+    proc = subprocess.run(args, capture_output=True, text=True, check=True, timeout=600)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    import signal
+
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def bench_configs(tmp: Path, tag: str, records: list[dict]) -> list[dict]:
+    from ai_factory.deployment.local import free_port, wait_ready
+
+    out = []
+    batch = records[:32]
+    for batching in (True, False):
+        for logging_ in (False, True):
+            port = free_port()
+            log_path = tmp / f"serve-{batching}-{logging_}.log"
+            proc = _serve(tag, port, batching, logging_, log_path)
+            url = f"http://127.0.0.1:{port}"
+            try:
+                wait_ready(url, proc.pid, 180, log_path)
+                _load(f"{url}/predict", records[0], tmp, mode="closed", concurrency=4, duration=3)  # warm-up
+                rate = _load(f"{url}/predict", records[0], tmp, mode="rate", rps=200, duration=15)
+                closed = _load(f"{url}/predict", records[0], tmp, mode="closed", concurrency=16, duration=10)
+                bulk = _load(f"{url}/predict_batch", {"records": batch}, tmp, mode="closed", concurrency=4,
+                             duration=10, rows_per_request=32)
+            finally:
+                _stop(proc)
+            out.append({"batching": batching, "logging": logging_, "rate": rate, "closed": closed, "batch": bulk})
+    return out
+
+
+def bench_switch(tmp: Path, tags: list[str], records: list[dict]) -> dict:
+    """Requests through the stable front at 100 req/s while version b replaces version a."""
+    from ai_factory.deployment import flow
+    from ai_factory.deployment.local import LocalTarget, free_port
+    from ai_factory.registry import ModelRegistry
+    from ai_factory.settings import reset_settings
+
+    os.environ["AI_FACTORY_SERVE_PORT"] = str(free_port())
+    os.environ["AI_FACTORY_PREDICTION_LOG"] = "false"
+    reset_settings()
+    reg = ModelRegistry.from_settings()
+    target = LocalTarget.from_settings()
+    try:
+        def deploy(tag: str) -> float:
+            p = flow.plan("deploy", version=tag.split(":")[1], target="local")
+            cand = flow.start_candidate(p, flow.build(p))
+            flow.smoke(p, cand)
+            t = time.monotonic()
+            switched = flow.switch(p, cand)
+            flow.promote(p)
+            flow.retire(p, switched)
+            return t
+
+        deploy(tags[0])
+        body = tmp / "switch-body.json"
+        body.write_text(json.dumps(records[0]))
+        load = subprocess.Popen([sys.executable, "-m", "ai_factory.deployment.loadgen", "--url",
+                                 f"{target.url}/predict", "--body-file", str(body), "--mode", "rate", "--rps", "100",
+                                 "--duration", "60", "--timeline"], stdout=subprocess.PIPE, text=True)
+        t_load = time.monotonic()
+        time.sleep(2)
+        t_switch = deploy(tags[1]) - t_load
+        stdout, _ = load.communicate(timeout=300)
+        result = json.loads(stdout.strip().splitlines()[-1])
+        timeline = result.pop("timeline")
+        around = [r for r in timeline if t_switch - 1 <= r[0] <= t_switch + 3]
+        result.update({
+            "switch_at_s": round(t_switch, 2),
+            "failed_total": sum(1 for r in timeline if r[2] != 200),
+            "window_requests": len(around),
+            "window_failed": sum(1 for r in around if r[2] != 200),
+            "window_max_ms": max((r[1] for r in around), default=float("nan")),
+            "champion": reg.champion().version,
+        })
+        return result
+    finally:
+        target.stop_all()
+
+
+def main() -> None:
+    tmp, tags, records = _setup()
+    scratch = Path(tempfile.mkdtemp(prefix="aif-bench-serving-"))
+    inproc = {b: _in_process_rows_per_s(tags[0], records, b) for b in (1, 32)}
+    configs = bench_configs(scratch, tags[0], records)
+
+    sys.stdout.write("\n### Latency and throughput (one `bentoml serve`: API process + batched model runner)\n\n")
+    rows = []
+    for c in configs:
+        r, cl, b = c["rate"], c["closed"], c["batch"]
+        rows.append([("on" if c["batching"] else "off"), ("on" if c["logging"] else "off"),
+                     f"{r['req_per_s']:.0f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", r["failed"],
+                     f"{cl['req_per_s']:.0f}", f"{cl['p50_ms']:.1f}", f"{cl['p99_ms']:.1f}",
+                     f"{b['rows_per_s']:.0f}", f"{b['p99_ms']:.1f}"])
+    table(["adaptive batching", "prediction log", "single @200/s: achieved req/s", "p50 ms", "p99 ms", "failed",
+           "single closed-loop (16 conc) req/s", "p50 ms", "p99 ms", "batch-32 (4 conc) rows/s", "p99 ms"], rows)
+
+    sys.stdout.write("\n### Prediction-logging cost (throughput with logging ÷ without)\n\n")
+    by = {(c["batching"], c["logging"]): c for c in configs}
+    table(["adaptive batching", "single closed-loop", "batch-32"], [
+        ["on" if bt else "off",
+         f"{by[(bt, True)]['closed']['req_per_s'] / by[(bt, False)]['closed']['req_per_s']:.2f}",
+         f"{by[(bt, True)]['batch']['rows_per_s'] / by[(bt, False)]['batch']['rows_per_s']:.2f}"]
+        for bt in (True, False)])
+
+    sys.stdout.write("\n### Serving overhead ratio (served rows/s ÷ in-process Predictor rows/s, same batch size)\n\n")
+    best = by[(True, False)]
+    table(["batch size", "in-process rows/s", "served rows/s (batching on, log off)", "ratio"], [
+        [1, f"{inproc[1]:.0f}", f"{best['closed']['rows_per_s']:.0f}", f"{best['closed']['rows_per_s'] / inproc[1]:.2f}"],
+        [32, f"{inproc[32]:.0f}", f"{best['batch']['rows_per_s']:.0f}", f"{best['batch']['rows_per_s'] / inproc[32]:.2f}"],
+    ])
+
+    switch = bench_switch(scratch, tags, records)
+    sys.stdout.write("\n### Switch gap (100 req/s through the stable front while a new version takes over)\n\n")
+    table(["requests", "failed (whole run)", "switch at s", "requests in [-1 s, +3 s]", "failed there",
+           "max latency there ms", "p99 ms (whole run)"],
+          [[switch["requests"], switch["failed_total"], switch["switch_at_s"], switch["window_requests"],
+            switch["window_failed"], f"{switch['window_max_ms']:.1f}", f"{switch['p99_ms']:.1f}"]])
+
+
+if __name__ == "__main__":
+    main()

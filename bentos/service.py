@@ -1,0 +1,158 @@
+"""The AI Factory model service (BentoML): one registry version behind a typed HTTP API.
+
+Two services, composed the BentoML way:
+
+* ``ModelRunner`` holds the model (a ``BentoModel`` from the registry's store) and exposes one
+  **batchable** method. Requests from every client, single records and batches alike, are
+  merged by BentoML's adaptive batcher into one model call (``config/serving.yaml``:
+  ``adaptive_batching``), which amortises the per-call preprocessing cost.
+* ``ModelService`` is the HTTP API: ``POST /predict`` (one record), ``POST /predict_batch``
+  (``{"records": [...]}``), ``POST /model_info``; BentoML adds ``/readyz``, ``/livez``,
+  ``/metrics`` and the OpenAPI document at ``/docs.json``. Request and response schemas are
+  generated from the served model's dataset spec (:mod:`ai_factory.serving.schemas`). Every
+  served record is queued for ``predictions/ds=YYYY-MM-DD/`` (a background writer; see
+  :mod:`ai_factory.serving.prediction_log`).
+
+Which version is served: ``bentoml build --arg model_tag=<name:version>`` (what the deployment
+DAG does), else ``$AI_FACTORY_MODEL_TAG``, else the registry's champion. Run from source with
+``cd bentos && bentoml serve service:ModelService``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import bentoml
+from bentoml.models import BentoModel
+from pydantic import BaseModel
+
+from ai_factory.serving import schemas
+from ai_factory.serving.config import load_serving_config
+from ai_factory.serving.middleware import JSONOnly
+from ai_factory.serving.runtime import MODEL_TAG_ARG, Scorer, records_array, resolve_model_tag, spec_of_model
+
+with bentoml.importing():
+    import numpy as np
+    import pandas as pd
+
+log = logging.getLogger("ai_factory.service")
+
+CONFIG = load_serving_config()
+_ARGS = bentoml.use_arguments()
+MODEL = BentoModel(resolve_model_tag(getattr(_ARGS, MODEL_TAG_ARG, None)))
+SPEC = spec_of_model(MODEL.resolve().path)
+RECORD = schemas.record_model(SPEC)
+PREDICTION = schemas.prediction_model(SPEC)
+BATCH = schemas.batch_request_model(SPEC, RECORD, CONFIG.max_batch_records)
+BATCH_PREDICTION = schemas.batch_response_model(SPEC, PREDICTION)
+BATCHING = CONFIG.adaptive_batching
+
+PREDICTIONS_TOTAL = bentoml.metrics.Counter(
+    name="ai_factory_predictions", documentation="Records scored, by endpoint and model version",
+    labelnames=["endpoint", "model_version"])
+OUT_OF_SPEC_TOTAL = bentoml.metrics.Counter(
+    name="ai_factory_out_of_spec_values", documentation="Served values outside the spec (range or category)",
+    labelnames=["feature"])
+
+
+@bentoml.service(
+    name="ai_factory_model_runner",
+    resources={"cpu": CONFIG.resources.cpu},
+    traffic={"timeout": CONFIG.traffic.timeout_seconds, "max_concurrency": CONFIG.traffic.max_concurrency},
+    workers=1,
+)
+class ModelRunner:
+    """Holds the model; one batchable inference method."""
+
+    bento_model = MODEL
+
+    def __init__(self) -> None:
+        import torch
+
+        from ai_factory.training.predictor import Predictor
+
+        # One intra-op thread: the API process and the batcher need the other core.
+        torch.set_num_threads(1)
+        stored = self.bento_model  # the class attribute resolves to the stored model
+        self.predictor = Predictor.from_dir(str(stored.path), version=stored.tag.version)
+        self.scorer = Scorer(SPEC, self.predictor.classes)
+        log.info("model %s loaded from %s", stored.tag, stored.path)
+
+    @bentoml.api(batchable=BATCHING.enabled, max_batch_size=BATCHING.max_batch_size,
+                 max_latency_ms=BATCHING.max_latency_ms)
+    def infer(self, rows: np.ndarray) -> np.ndarray:
+        # Rows travel as an object array (one column per spec feature): BentoML's batcher
+        # merges ndarrays along axis 0 (its DataFrame container cannot size a batch in 1.4.39).
+        return self.scorer.outputs(self.predictor, pd.DataFrame(rows, columns=SPEC.feature_names))
+
+
+@bentoml.service(
+    name="ai_factory_model",
+    resources={"cpu": CONFIG.resources.cpu},
+    traffic={"timeout": CONFIG.traffic.timeout_seconds, "max_concurrency": CONFIG.traffic.max_concurrency},
+    workers=1,
+    endpoints={"livez": "/livez", "readyz": "/readyz"},
+)
+class ModelService:
+    """Typed HTTP API in front of :class:`ModelRunner`."""
+
+    runner = bentoml.depends(ModelRunner)
+
+    def __init__(self) -> None:
+        from ai_factory.serving.prediction_log import PredictionLogger
+        from ai_factory.storage import DataLake
+
+        self.version = MODEL.tag.version or ""
+        self.scorer = Scorer(SPEC, _classes())
+        self.logger = PredictionLogger(DataLake.from_settings(), SPEC, CONFIG.prediction_log.to_log_config())
+        log.info("serving %s (batching %s, prediction log %s)", MODEL.tag,
+                 "on" if BATCHING.enabled else "off", "on" if CONFIG.prediction_log.enabled else "off")
+
+    async def _score(self, records: list[dict[str, Any]], endpoint: str) -> list[dict[str, Any]]:
+        warnings = [schemas.out_of_spec(SPEC, r) for r in records]
+        flagged = [w for ws in warnings for w in ws]
+        if flagged:
+            log.warning("%s: served %d out-of-spec value(s): %s", endpoint, len(flagged), "; ".join(flagged[:5]))
+            for w in flagged:
+                OUT_OF_SPEC_TOTAL.labels(feature=w.split("=", 1)[0]).inc()
+        outputs = await self.runner.to_async.infer(records_array(SPEC, records))
+        responses = self.scorer.responses(np.asarray(outputs), self.version, warnings)
+        predictions, probabilities = Scorer.log_columns(responses)
+        self.logger.log(records, predictions, probabilities, self.version, datetime.now(UTC))
+        PREDICTIONS_TOTAL.labels(endpoint=endpoint, model_version=self.version).inc(len(records))
+        return responses
+
+    @bentoml.api(route="/predict", input_spec=RECORD, output_spec=PREDICTION)
+    async def predict(self, **record: Any) -> BaseModel:
+        """Score one record."""
+        [response] = await self._score([record], "predict")
+        return PREDICTION.model_validate(response)
+
+    @bentoml.api(route="/predict_batch", input_spec=BATCH, output_spec=BATCH_PREDICTION)
+    async def predict_batch(self, records: list[BaseModel]) -> BaseModel:
+        """Score up to ``max_batch_records`` records in one request."""
+        rows = [r.model_dump() for r in records]
+        responses = await self._score(rows, "predict_batch")
+        return BATCH_PREDICTION.model_validate({"predictions": responses, "model_version": self.version})
+
+    @bentoml.api(route="/model_info")
+    def model_info(self) -> dict[str, Any]:
+        """The served version, its dataset spec and the request limits."""
+        return {"model_tag": str(MODEL.tag), "model_version": self.version, "spec": SPEC.model_dump(mode="json"),
+                "max_batch_records": CONFIG.max_batch_records, "adaptive_batching": BATCHING.model_dump(),
+                "prediction_log": CONFIG.prediction_log.enabled}
+
+    @bentoml.on_shutdown
+    def flush_prediction_log(self) -> None:
+        self.logger.close()
+
+
+ModelService.add_asgi_middleware(JSONOnly, paths=("/predict", "/predict_batch", "/model_info"))
+
+
+def _classes() -> list[Any]:
+    from ai_factory.training.preprocess import class_order
+
+    return class_order(SPEC) if SPEC.target.classes else []

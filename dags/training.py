@@ -1,0 +1,131 @@
+"""
+### training — tune, fit, evaluate and register a model on the latest validated data
+
+Runs on `validated_data` (nightly retraining) or `drift_detected`, or by hand with the Params.
+
+1. **plan** — last `window_days` validated partitions → train / validation / holdout (newest day).
+2. **choose_compute** — `local` processes, or `kubernetes` pods with `gpus` × `nvidia.com/gpu`.
+3. **tune** — `workers` mapped workers on one Optuna study (TPE, median pruning, heartbeats).
+4. **fit** — best trial's parameters, a checkpoint every epoch (a retry resumes).
+5. **evaluate** — holdout ROC AUC, log loss, accuracy, F1, calibration vs a trivial baseline.
+6. **register** — immutable version in the model store; emits `model_candidate` {version, metrics, ds}.
+
+Studies: `optuna-dashboard $AI_FACTORY_OPTUNA_STORAGE`; versions: `ai-factory models list`; docs/training.md.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+# Named here, not only inside ai_factory, so the dag-processor pre-imports the provider once
+# (parsing_pre_import_modules) instead of in every parse of this file.
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.sdk import Param, TaskGroup, dag, task
+
+from ai_factory.orchestration.assets import DRIFT_DETECTED, MODEL_CANDIDATE, VALIDATED_DATA
+from ai_factory.orchestration.defaults import default_args
+from ai_factory.orchestration.training_pods import TrainingPodOperator, training_pod_kwargs
+
+LOCAL_START = "local.open_study"
+K8S_START = "kubernetes.pod_commands"
+
+
+@dag(
+    dag_id="training",
+    schedule=(VALIDATED_DATA | DRIFT_DETECTED),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=12),
+    max_consecutive_failed_dag_runs=5,
+    default_args=default_args(retries=2, retry_delay=timedelta(minutes=2), execution_timeout=timedelta(hours=4)),
+    tags=["ai-factory", "training", "optuna"],
+    doc_md=__doc__,
+    params={
+        "window_days": Param(7, type="integer", minimum=3, maximum=365, title="Window (days)",
+                             description="Validated partitions to use; the newest is the holdout."),
+        "trials": Param(20, type="integer", minimum=1, maximum=1000, title="Optuna trials",
+                        description="Finished (complete or pruned) trials for the whole study."),
+        "workers": Param(2, type="integer", minimum=1, maximum=32, title="Tuning workers",
+                         description="Parallel workers (mapped tasks) sharing the study."),
+        "compute": Param("local", type="string", enum=["local", "kubernetes"], title="Compute",
+                         description="Local processes, or Kubernetes pods of the training image."),
+        "gpus": Param(1, type="integer", minimum=0, maximum=8, title="GPUs per pod",
+                      description="nvidia.com/gpu per pod when compute is kubernetes (0 = CPU pod)."),
+        "end_date": Param(None, type=["null", "string"], format="date", title="Newest partition",
+                          description="Train on partitions up to this day (default: the newest)."),
+    },
+)
+def training() -> None:
+    @task(multiple_outputs=True)
+    def plan(params: dict[str, Any] | None = None, run_id: str | None = None) -> dict[str, Any]:
+        from ai_factory.training.plan import RunOptions, plan_run
+
+        return plan_run(str(run_id), RunOptions.from_params(params or {}))
+
+    @task.branch
+    def choose_compute(compute: str, local_task: str, k8s_task: str) -> str:
+        return k8s_task if compute == "kubernetes" else local_task
+
+    run = plan()
+
+    with TaskGroup("local"):
+        @task
+        def open_study(run: dict[str, Any]) -> list[int]:
+            from ai_factory.training.steps import open_run_study
+
+            open_run_study(run["study"], run["window"])
+            return run["workers"]
+
+        @task
+        def tune(worker: int, run: dict[str, Any]) -> dict[str, Any]:
+            from ai_factory.training.steps import tune_worker
+
+            return tune_worker(run["window"], run["study"], n_trials=run["trials"], workers=run["n_workers"],
+                               worker=worker, threads=run["threads"], data_root=run["data_root"])
+
+        @task
+        def fit(run: dict[str, Any]) -> dict[str, Any]:
+            from ai_factory.training.steps import fit as fit_model
+
+            return fit_model(run["window"], run["model"], study=run["study"], checkpoint_uri=run["checkpoints"],
+                             data_root=run["data_root"])
+
+        local_start, local_fit = open_study(run), fit(run)
+        tune.partial(run=run).expand(worker=local_start) >> local_fit
+
+    with TaskGroup("kubernetes"):
+        @task
+        def pod_commands(run: dict[str, Any]) -> list[list[str]]:
+            return run["tune_commands"]
+
+        pod = training_pod_kwargs(gpus="{{ params.gpus }}")
+        k8s_start = pod_commands(run)
+        k8s_tune = TrainingPodOperator.partial(task_id="tune", name="ai-factory-tune", **pod).expand(arguments=k8s_start)
+        k8s_fit: KubernetesPodOperator = TrainingPodOperator(task_id="fit", name="ai-factory-fit",
+                                                             arguments=run["fit_command"], **pod)
+        k8s_tune >> k8s_fit
+
+    @task(trigger_rule="none_failed_min_one_success")
+    def evaluate(run: dict[str, Any]) -> dict[str, Any]:
+        from ai_factory.training.steps import evaluate as evaluate_model
+
+        return evaluate_model(run["window"], run["model"], data_root=run["data_root"], output=run["evaluation"])
+
+    @task(outlets=[MODEL_CANDIDATE])
+    def register(run: dict[str, Any], evaluation: dict[str, Any], *, outlet_events: Any = None) -> dict[str, Any]:
+        from ai_factory.training.steps import register as register_version
+
+        result = register_version(run["window"], run["model"], run["evaluation"], run_key=run["run_key"],
+                                  data_root=run["data_root"])
+        outlet_events[MODEL_CANDIDATE].extra = {"version": result["version"], "metrics": result["metrics"],
+                                                "ds": run["partitions"]["holdout"][-1]}
+        return result
+
+    choose_compute(run["compute"], LOCAL_START, K8S_START) >> [local_start, k8s_start]
+    scores = evaluate(run)
+    [local_fit, k8s_fit] >> scores
+    register(run, scores)
+
+
+training()

@@ -1,0 +1,270 @@
+"""The ``ai-factory`` command line (also the training container's command).
+
+Each area registers its own sub-commands; heavy libraries are imported only inside the
+command that needs them, so ``ai-factory --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("ai_factory")
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _emit(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+# -- data ---------------------------------------------------------------------------
+def _corruption_arg(value: str) -> tuple[date, str]:
+    from ai_factory.data.generate import Corruption
+
+    if "=" not in value:
+        raise argparse.ArgumentTypeError(f"--corrupt takes DATE=KIND, got {value!r}")
+    day, kind = value.split("=", 1)
+    try:
+        Corruption(kind)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"unknown corruption {kind!r}; choose from {', '.join(c.value for c in Corruption)}"
+        ) from None
+    return _date(day), kind
+
+
+def cmd_data_generate(args: argparse.Namespace) -> int:
+    from ai_factory.data.generate import DriftConfig, DriftKind, date_range, write_day
+    from ai_factory.settings import get_settings
+    from ai_factory.storage import DataLake
+
+    settings = get_settings()
+    lake = DataLake(args.root or settings.data_root)
+    end = args.end or date.today()
+    start = args.start or (end - timedelta(days=args.days - 1))
+    drift = DriftConfig(start=args.drift_start, kind=DriftKind(args.drift_kind), strength=args.drift_strength)
+    corruptions = dict(args.corrupt or [])
+    written = []
+    for day in date_range(start, end):
+        path = write_day(lake, day, args.rows or settings.demo_rows_per_day, seed=args.seed, drift=drift,
+                         corruption=corruptions.get(day))
+        written.append({"ds": day.isoformat(), "path": path, "corruption": corruptions.get(day),
+                        "drift": drift.active(day) and drift.kind.value or None})
+    _emit({"landed": written})
+    return 0
+
+
+def _register_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="demo data")
+    dsub = p.add_subparsers(dest="data_cmd", required=True)
+    g = dsub.add_parser("generate", help="land N days of synthetic credit-default data under landing/ds=…")
+    g.add_argument("--start", type=_date, help="first day (default: --days before --end)")
+    g.add_argument("--end", type=_date, help="last day (default: today)")
+    g.add_argument("--days", type=int, default=7, help="number of days when --start is not given")
+    g.add_argument("--rows", type=int, default=0, help="rows per day (default: AI_FACTORY_DEMO_ROWS)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--drift-start", type=_date, default=None)
+    g.add_argument("--drift-kind", choices=["none", "covariate", "concept"], default="none")
+    g.add_argument("--drift-strength", type=float, default=1.0)
+    g.add_argument("--corrupt", type=_corruption_arg, action="append", metavar="DATE=KIND",
+                   help="corrupt one day: nulls, out_of_range, unknown_category, missing_column, "
+                        "wrong_dtype, empty_file, unreadable_file (repeatable)")
+    g.add_argument("--root", help="data root (default: AI_FACTORY_DATA_ROOT)")
+    g.set_defaults(func=cmd_data_generate)
+
+
+# -- quality ------------------------------------------------------------------------
+def cmd_quality_init(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from ai_factory.data.generate import date_range, generate_day
+    from ai_factory.quality.project import init_project
+    from ai_factory.settings import get_settings
+    from ai_factory.spec import load_spec
+    from ai_factory.storage import DataLake, Zone
+
+    settings = get_settings()
+    spec = load_spec(args.spec or settings.spec_path)
+    days = date_range(args.reference_start, args.reference_start + timedelta(days=args.reference_days - 1))
+    if args.from_lake:
+        lake = DataLake(settings.data_root)
+        frames = [lake.read_partition(Zone.VALIDATED, d) for d in days if lake.partition_exists(Zone.VALIDATED, d)]
+        if not frames:
+            raise SystemExit(f"no validated partitions between {days[0]} and {days[-1]} to learn from")
+    else:
+        frames = [generate_day(d, args.reference_rows, seed=args.seed) for d in days]
+    names = init_project(spec, pd.concat(frames, ignore_index=True), settings)
+    _emit({"gx_root": str(settings.gx_root), **names, "reference_days": [d.isoformat() for d in days]})
+    return 0
+
+
+def cmd_quality_validate(args: argparse.Namespace) -> int:
+    from ai_factory.quality.validate import QualityGateFailed, run_quality_gate
+
+    try:
+        _emit(run_quality_gate(args.ds))
+    except QualityGateFailed as exc:
+        _emit(exc.summary)
+        log.error("%s", exc)
+        return 1
+    return 0
+
+
+def _register_quality(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("quality", help="Great Expectations suite and validation")
+    qsub = p.add_subparsers(dest="quality_cmd", required=True)
+    i = qsub.add_parser("init", help="(re)create the GX datasource, suite, validation definition and checkpoint")
+    i.add_argument("--spec", help="dataset spec (default: AI_FACTORY_SPEC)")
+    i.add_argument("--reference-start", type=_date, default=date(2026, 1, 1))
+    i.add_argument("--reference-days", type=int, default=7)
+    i.add_argument("--reference-rows", type=int, default=5000)
+    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--from-lake", action="store_true", help="learn from validated partitions instead of generated days")
+    i.set_defaults(func=cmd_quality_init)
+    v = qsub.add_parser("validate", help="validate one day: publish to validated/ or quarantine")
+    v.add_argument("--ds", type=_date, required=True)
+    v.set_defaults(func=cmd_quality_validate)
+
+
+# -- up / demo ------------------------------------------------------------------------
+def cmd_up(args: argparse.Namespace) -> int:
+    """Seed the demo data and run Airflow with the DAGs unpaused until Ctrl-C."""
+    import signal
+
+    from ai_factory.data.generate import date_range, write_day
+    from ai_factory.orchestration.local import LocalLayout, local_stack
+    from ai_factory.settings import get_settings
+    from ai_factory.storage import DataLake, Zone
+
+    repo = get_settings().home
+    layout = LocalLayout(Path(args.state_dir or repo / ".local"))
+    end = date.today()
+    start = end - timedelta(days=args.days - 1)
+    layout.export(start.isoformat())
+    lake = DataLake(str(layout.data_root))
+    for day in date_range(start, end):
+        if not any(lake.partition_exists(z, day) for z in (Zone.LANDING, Zone.VALIDATED, Zone.QUARANTINE)):
+            write_day(lake, day, args.rows)
+    stack = local_stack(layout, repo, port=args.port, paused=False)
+    stack.migrate()
+    stack.start()
+    from ai_factory.deployment.local import DeploymentError, LocalTarget
+
+    serving = LocalTarget.from_settings()
+    try:
+        stack.wait_ready(timeout=300)
+        try:  # a champion from an earlier session is served again at once; new ones arrive via the DAGs
+            from ai_factory.serving.cli import cmd_serve_ensure
+
+            cmd_serve_ensure(args)
+        except (DeploymentError, RuntimeError, OSError) as exc:
+            log.error("could not serve the existing champion: %s", exc)
+        sys.stderr.write(
+            f"\n  AI Factory is running.\n  models:   {serving.url}  (POST /predict once a champion is deployed)"
+            f"\n  UI:       {stack.url}\n  login:    {stack.admin_user} / "
+            f"{stack.admin_password}\n  data:     {layout.data_root}\n  days:     {start} .. {end} "
+            f"(DAG start date {start}; the scheduler runs each complete day)\n  logs:     "
+            f"{layout.airflow_home / 'logs'}\n  Ctrl-C stops every process.\n\n"
+        )
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        sys.stderr.write("stopping Airflow and the model server...\n")
+        stack.stop()
+        serving.stop_all()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the scenario headless through the real scheduler and print its story."""
+    import shutil
+
+    from ai_factory.demo import DemoRunner, Scenario, render
+    from ai_factory.orchestration.local import LocalLayout, local_stack
+    from ai_factory.orchestration.stack import free_port
+    from ai_factory.settings import get_settings
+    from ai_factory.storage import DataLake
+
+    repo = get_settings().home
+    layout = LocalLayout(Path(args.state_dir or repo / ".demo"))
+    if layout.root.exists() and not args.keep:
+        shutil.rmtree(layout.root)
+    scenario = Scenario.standard(end=args.end or date.today() - timedelta(days=1), days=args.days, rows=args.rows)
+    layout.export(scenario.start.isoformat(), AI_FACTORY_SENSOR_POKE="2", AI_FACTORY_SENSOR_TIMEOUT="120",
+                  AI_FACTORY_SERVE_PORT=str(args.serve_port or free_port()))
+    stack = local_stack(layout, repo, port=args.port or free_port(), paused=False, scheduled=False)
+    stack.migrate()
+    from ai_factory.demo import serving_summary
+    from ai_factory.deployment.local import LocalTarget
+
+    try:
+        with stack:
+            stack.wait_ready(timeout=300)
+            stories = DemoRunner(stack, DataLake(str(layout.data_root)), scenario).run()
+        serving = serving_summary()
+        sys.stdout.write(render(stories, DataLake(str(layout.data_root)), serving) + "\n")
+    finally:
+        if not args.keep_serving:
+            LocalTarget.from_settings().stop_all()
+    return 0
+
+
+def _register_up_demo(sub: argparse._SubParsersAction) -> None:
+    up = sub.add_parser("up", help="seed demo data and run Airflow (UI + scheduler) until Ctrl-C")
+    up.add_argument("--days", type=int, default=7, help="demo days landed, up to today")
+    up.add_argument("--rows", type=int, default=3000)
+    up.add_argument("--port", type=int, default=int(os.environ.get("AI_FACTORY_UI_PORT", "8080")))
+    up.add_argument("--state-dir", help="where Airflow, data and models live (default: .local/)")
+    up.set_defaults(func=cmd_up)
+    demo = sub.add_parser("demo", help="run the pipeline headless through the real scheduler and print its story")
+    demo.add_argument("--days", type=int, default=10)
+    demo.add_argument("--rows", type=int, default=3000)
+    demo.add_argument("--end", type=_date, help="last simulated day (default: yesterday)")
+    demo.add_argument("--port", type=int, default=0)
+    demo.add_argument("--state-dir", help="default: .demo/ (wiped first unless --keep)")
+    demo.add_argument("--keep", action="store_true")
+    demo.add_argument("--serve-port", type=int, default=0, help="stable model address port (default: a free one)")
+    demo.add_argument("--keep-serving", action="store_true", help="leave the champion serving after the demo")
+    demo.set_defaults(func=cmd_demo)
+
+
+# -- registry of sub-command groups ----------------------------------------------------
+def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
+    regs: list[Callable[[argparse._SubParsersAction], None]] = [_register_data, _register_quality, _register_up_demo]
+    from ai_factory import cli_extensions
+
+    regs.extend(cli_extensions.REGISTRARS)
+    return regs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ai-factory", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    for register in _registrars():
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Data zones' contents: the synthetic demo dataset and its corruptions."""

@@ -1,0 +1,101 @@
+"""Typed serving configuration (``config/serving.yaml``), validated on load."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ai_factory.serving.prediction_log import LogConfig
+from ai_factory.settings import PACKAGE_DIR
+
+DEFAULT_SERVING_CONFIG = PACKAGE_DIR / "config" / "serving.yaml"
+CONFIG_ENV = "AI_FACTORY_SERVING_CONFIG"
+BATCHING_ENV = "AI_FACTORY_SERVE_BATCHING"
+LOG_ENV = "AI_FACTORY_PREDICTION_LOG"
+
+
+class ServingConfigError(ValueError):
+    """The serving config is invalid; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AdaptiveBatching(_Strict):
+    enabled: bool = True
+    max_batch_size: int = Field(default=1024, ge=1, le=100_000)
+    max_latency_ms: int = Field(default=250, ge=1, le=60_000)
+
+
+class Traffic(_Strict):
+    timeout_seconds: float = Field(default=10, gt=0)
+    max_concurrency: int = Field(default=1024, ge=1)
+
+
+class Resources(_Strict):
+    cpu: str = "1"
+
+
+class PredictionLogConfig(_Strict):
+    enabled: bool = True
+    flush_rows: int = Field(default=5000, ge=1)
+    flush_seconds: float = Field(default=10, gt=0)
+    max_buffer_rows: int = Field(default=200_000, ge=1)
+
+    def to_log_config(self) -> LogConfig:
+        return LogConfig(enabled=self.enabled, flush_rows=self.flush_rows, flush_seconds=self.flush_seconds,
+                         max_buffer_rows=self.max_buffer_rows)
+
+
+class ServingConfig(_Strict):
+    max_batch_records: int = Field(default=1000, ge=1, le=100_000)
+    adaptive_batching: AdaptiveBatching = AdaptiveBatching()
+    traffic: Traffic = Traffic()
+    resources: Resources = Resources()
+    prediction_log: PredictionLogConfig = PredictionLogConfig()
+
+    @model_validator(mode="after")
+    def _batch_fits(self) -> ServingConfig:
+        # BentoML's batcher answers 503 to a single request larger than its max batch size.
+        if self.adaptive_batching.max_batch_size < self.max_batch_records:
+            raise ValueError(f"adaptive_batching.max_batch_size ({self.adaptive_batching.max_batch_size}) must be "
+                             f">= max_batch_records ({self.max_batch_records})")
+        return self
+
+
+def _flag(name: str) -> bool | None:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return None
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ServingConfigError(f"{name}={raw!r} must be true or false")
+
+
+def load_serving_config(path: str | Path | None = None) -> ServingConfig:
+    """The serving config from ``path`` / ``$AI_FACTORY_SERVING_CONFIG`` / the packaged default, with env switches."""
+    p = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_SERVING_CONFIG)
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ServingConfigError(f"{p}: cannot read serving config: {exc}") from None
+    try:
+        config = ServingConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"key '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
+        raise ServingConfigError(f"{p}: invalid serving config: {problems}") from None
+    batching, logging_ = _flag(BATCHING_ENV), _flag(LOG_ENV)
+    if batching is not None:
+        config = config.model_copy(update={
+            "adaptive_batching": config.adaptive_batching.model_copy(update={"enabled": batching})})
+    if logging_ is not None:
+        config = config.model_copy(update={
+            "prediction_log": config.prediction_log.model_copy(update={"enabled": logging_})})
+    return config

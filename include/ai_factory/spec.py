@@ -1,0 +1,232 @@
+"""The dataset spec: one YAML file describes a tabular dataset.
+
+The GX suite, the model's input layer, the service's request schema and the drift column
+mapping are all derived from it, so a new dataset is a new spec, not new code.
+
+Example (see ``specs/credit_default.yaml``)::
+
+    name: credit_default
+    partition: {key: ds, frequency: daily}
+    target: {name: default, task: binary, classes: [0, 1]}
+    features:
+      - {name: age, dtype: int, min: 18, max: 100}
+      - {name: home_ownership, dtype: category, categories: [rent, own, mortgage]}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class SpecError(ValueError):
+    """The spec file is missing, unreadable or malformed; the message names the key at fault."""
+
+
+class TaskType(StrEnum):
+    BINARY = "binary"
+    MULTICLASS = "multiclass"
+    REGRESSION = "regression"
+
+
+class DType(StrEnum):
+    INT = "int"
+    FLOAT = "float"
+    CATEGORY = "category"
+    BOOL = "bool"
+
+    @property
+    def is_numeric(self) -> bool:
+        return self in (DType.INT, DType.FLOAT)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Feature(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    dtype: DType
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    categories: tuple[str, ...] | None = None
+    description: str = ""
+    # Drift on a key feature alone is enough to trigger retraining.
+    key: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> Feature:
+        if self.dtype == DType.CATEGORY:
+            if not self.categories:
+                raise ValueError("a category feature needs a non-empty 'categories' list")
+            if len(set(self.categories)) != len(self.categories):
+                raise ValueError("'categories' has duplicates")
+            if self.min is not None or self.max is not None:
+                raise ValueError("'min'/'max' apply to numeric features only")
+        else:
+            if self.categories is not None:
+                raise ValueError("'categories' applies to category features only")
+            if self.dtype == DType.BOOL and (self.min is not None or self.max is not None):
+                raise ValueError("'min'/'max' apply to numeric features only")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"'min' ({self.min}) is greater than 'max' ({self.max})")
+        return self
+
+
+class Target(_Strict):
+    name: str = Field(min_length=1)
+    task: TaskType
+    classes: tuple[int | str, ...] | None = None
+    positive_class: int | str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Target:
+        if self.task == TaskType.REGRESSION:
+            if self.classes is not None:
+                raise ValueError("'classes' is not used for regression")
+        else:
+            if not self.classes or len(self.classes) < 2:
+                raise ValueError(f"a {self.task.value} target needs 'classes' with at least 2 values")
+            if self.task == TaskType.BINARY and len(self.classes) != 2:
+                raise ValueError("a binary target needs exactly 2 'classes'")
+            if self.positive_class is not None and self.positive_class not in self.classes:
+                raise ValueError("'positive_class' must be one of 'classes'")
+        return self
+
+
+class Partition(_Strict):
+    key: str = "ds"
+    frequency: str = Field(default="daily", pattern="^daily$")
+
+
+class QualityRules(_Strict):
+    min_rows: int = Field(default=1, ge=0)
+    max_rows: int | None = Field(default=None, ge=1)
+    # Distribution expectations learned from a reference window get this relative slack.
+    mean_tolerance: float = Field(default=0.25, ge=0)
+    quantile_tolerance: float = Field(default=0.25, ge=0)
+    quantiles: tuple[float, ...] = (0.05, 0.5, 0.95)
+
+
+class DatasetSpec(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[a-z][a-z0-9_]*$")
+    description: str = ""
+    version: int = 1
+    partition: Partition = Partition()
+    target: Target
+    features: tuple[Feature, ...] = Field(min_length=1)
+    id_column: str | None = None
+    quality: QualityRules = QualityRules()
+
+    @model_validator(mode="after")
+    def _check(self) -> DatasetSpec:
+        names = [f.name for f in self.features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate feature names: {', '.join(dupes)}")
+        if self.target.name in names:
+            raise ValueError(f"target '{self.target.name}' is also listed as a feature")
+        return self
+
+    # -- derived views -------------------------------------------------------------
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def numeric_features(self) -> list[Feature]:
+        return [f for f in self.features if f.dtype.is_numeric]
+
+    @property
+    def categorical_features(self) -> list[Feature]:
+        return [f for f in self.features if f.dtype in (DType.CATEGORY, DType.BOOL)]
+
+    @property
+    def key_features(self) -> list[str]:
+        return [f.name for f in self.features if f.key]
+
+    @property
+    def columns(self) -> list[str]:
+        """All columns a landing file must have: features then target (then id)."""
+        cols = self.feature_names + [self.target.name]
+        if self.id_column:
+            cols.append(self.id_column)
+        return cols
+
+    def feature(self, name: str) -> Feature:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(f"feature {name!r} is not in spec {self.name!r}")
+
+    def fingerprint(self) -> str:
+        """A stable hash of the spec's content (recorded with every model version)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _loc(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
+    """Turn a pydantic error location into a readable key path, e.g. ``features[3] (age).max``."""
+    parts: list[str] = []
+    node: Any = raw
+    for item in loc:
+        if isinstance(item, int):
+            label = f"[{item}]"
+            if isinstance(node, list) and item < len(node):
+                node = node[item]
+                if isinstance(node, dict) and "name" in node:
+                    label += f" ({node['name']})"
+            parts.append(label)
+        else:
+            if parts:
+                parts.append(".")
+            parts.append(str(item))
+            node = node.get(item) if isinstance(node, dict) else None
+    return "".join(parts) or "<root>"
+
+
+def parse_spec(raw: Any, source: str = "<spec>") -> DatasetSpec:
+    """Validate a parsed mapping into a :class:`DatasetSpec`, or raise :class:`SpecError`."""
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: the spec must be a YAML mapping, got {type(raw).__name__}")
+    try:
+        return DatasetSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = _loc(tuple(err["loc"]), raw)
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            elif err["type"] == "missing":
+                msg = "required key is missing"
+            problems.append(f"key '{key}': {msg}")
+        raise SpecError(f"{source}: invalid dataset spec: " + "; ".join(problems)) from None
+
+
+def load_spec(path: str | Path) -> DatasetSpec:
+    """Load and validate a spec file."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise SpecError(f"{p}: cannot read spec file: {exc.strerror or exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{p}: not valid YAML: {exc}") from None
+    return parse_spec(raw, source=str(p))
+
+
+def default_spec() -> DatasetSpec:
+    """The spec named by settings (``AI_FACTORY_SPEC``)."""
+    from ai_factory.settings import get_settings
+
+    return load_spec(get_settings().spec_path)

@@ -1,0 +1,135 @@
+"""Evaluation metrics per task type, the tuning objective, and a trivial baseline to beat.
+
+* binary: ``roc_auc`` (objective, maximise), ``log_loss``, ``accuracy`` and ``f1`` at a 0.5
+  threshold, ``ece`` (expected calibration error, 15 equal-width bins), ``brier``,
+  ``average_precision``, ``positive_rate``.
+* multiclass: ``log_loss`` (objective, minimise), ``accuracy``, ``macro_f1``,
+  ``roc_auc_ovr`` (macro one-vs-rest), ``ece`` on the top-class confidence.
+* regression: ``rmse`` (objective, minimise), ``mae``, ``r2``.
+
+The baseline predicts the training prior (class frequencies) or the training mean; a model
+that does not beat it has learned nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn import metrics as skm
+
+from ai_factory.spec import TaskType
+
+ECE_BINS = 15
+_EPS = 1e-7
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str
+    direction: str  # "maximize" | "minimize"
+
+    def better(self, candidate: float, incumbent: float | None) -> bool:
+        if incumbent is None or np.isnan(incumbent):
+            return not np.isnan(candidate)
+        return candidate > incumbent if self.direction == "maximize" else candidate < incumbent
+
+
+def objective_for(task: TaskType | str) -> Objective:
+    task = TaskType(task)
+    if task == TaskType.BINARY:
+        return Objective("roc_auc", "maximize")
+    if task == TaskType.MULTICLASS:
+        return Objective("log_loss", "minimize")
+    return Objective("rmse", "minimize")
+
+
+def expected_calibration_error(y_true: np.ndarray, confidence: np.ndarray, correct: np.ndarray | None = None,
+                               n_bins: int = ECE_BINS) -> float:
+    """Weighted mean |accuracy − confidence| over equal-width confidence bins.
+
+    For binary models pass ``confidence = P(positive)`` and leave ``correct`` unset (the
+    "accuracy" of a bin is then its positive rate); for multiclass pass the top-class
+    probability and whether the top class was right.
+    """
+    outcome = (y_true if correct is None else correct).astype("float64")
+    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
+    total = len(confidence)
+    if total == 0:
+        return float("nan")
+    ece = 0.0
+    for b in range(n_bins):
+        mask = bins == b
+        if mask.any():
+            ece += mask.sum() / total * abs(outcome[mask].mean() - confidence[mask].mean())
+    return float(ece)
+
+
+def binary_metrics(y_true: np.ndarray, p_pos: np.ndarray) -> dict[str, float]:
+    y_true = np.asarray(y_true).astype(int)
+    p = np.clip(np.asarray(p_pos, dtype="float64"), _EPS, 1 - _EPS)
+    pred = (p >= 0.5).astype(int)
+    both = len(np.unique(y_true)) == 2
+    return {
+        "roc_auc": float(skm.roc_auc_score(y_true, p)) if both else float("nan"),
+        "average_precision": float(skm.average_precision_score(y_true, p)) if both else float("nan"),
+        "log_loss": float(skm.log_loss(y_true, p, labels=[0, 1])),
+        "accuracy": float(skm.accuracy_score(y_true, pred)),
+        "f1": float(skm.f1_score(y_true, pred, zero_division=0.0)),
+        "brier": float(np.mean((p - y_true) ** 2)),
+        "ece": expected_calibration_error(y_true, p),
+        "positive_rate": float(y_true.mean()),
+    }
+
+
+def multiclass_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    y_true = np.asarray(y_true).astype(int)
+    k = proba.shape[1]
+    proba = np.clip(proba.astype("float64"), _EPS, 1.0)
+    proba = proba / proba.sum(axis=1, keepdims=True)
+    pred = proba.argmax(axis=1)
+    present = np.unique(y_true)
+    try:
+        auc = float(skm.roc_auc_score(y_true, proba, multi_class="ovr", average="macro", labels=list(range(k))))
+    except ValueError:
+        # Undefined when the evaluation set lacks some class; report NaN rather than guess.
+        auc = float("nan")
+    return {
+        "log_loss": float(skm.log_loss(y_true, proba, labels=list(range(k)))),
+        "accuracy": float(skm.accuracy_score(y_true, pred)),
+        "macro_f1": float(skm.f1_score(y_true, pred, average="macro", labels=present, zero_division=0.0)),
+        "roc_auc_ovr": auc,
+        "ece": expected_calibration_error(y_true, proba.max(axis=1), correct=(pred == y_true)),
+    }
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    y_true = np.asarray(y_true, dtype="float64")
+    y_pred = np.asarray(y_pred, dtype="float64")
+    return {
+        "rmse": float(np.sqrt(np.mean((y_true - y_pred) ** 2))),
+        "mae": float(np.mean(np.abs(y_true - y_pred))),
+        "r2": float(skm.r2_score(y_true, y_pred)) if len(y_true) > 1 else float("nan"),
+    }
+
+
+def compute_metrics(task: TaskType | str, y_true: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    """Metrics for ``task``. ``predictions``: class probabilities ``[n, k]`` or regression values ``[n]``."""
+    task = TaskType(task)
+    if len(y_true) == 0:
+        raise ValueError("cannot compute metrics on an empty evaluation set")
+    if task == TaskType.BINARY:
+        return binary_metrics(y_true, predictions[:, 1] if predictions.ndim == 2 else predictions)
+    if task == TaskType.MULTICLASS:
+        return multiclass_metrics(y_true, predictions)
+    return regression_metrics(y_true, predictions)
+
+
+def baseline_metrics(task: TaskType | str, y_train: np.ndarray, y_eval: np.ndarray, n_classes: int = 2) -> dict[str, float]:
+    """Metrics of a model that ignores the features and predicts the training prior / mean."""
+    task = TaskType(task)
+    n = len(y_eval)
+    if task == TaskType.REGRESSION:
+        return regression_metrics(y_eval, np.full(n, float(np.mean(y_train))))
+    prior = np.bincount(np.asarray(y_train).astype(int), minlength=n_classes) / max(len(y_train), 1)
+    return compute_metrics(task, y_eval, np.tile(prior, (n, 1)))

@@ -1,0 +1,122 @@
+"""Predict with a trained or registered model on a pandas DataFrame.
+
+The one inference path every consumer uses (evaluation, the gate, the BentoML service,
+the smoke test, drift monitoring)::
+
+    from ai_factory.training.predictor import load_predictor
+
+    predictor = load_predictor("champion")          # or "latest", a version, or "name:version"
+    proba = predictor.predict_proba(df)             # [n, classes], columns in predictor.classes order
+    labels = predictor.predict(df)                  # class labels / regression values
+    scored = predictor.predict_frame(df)            # prediction (+ proba_<class>) as a DataFrame
+
+Input frames need the spec's feature columns (extra columns are ignored). Unknown category
+values go to the out-of-vocabulary embedding; nulls are imputed with training medians.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ai_factory.spec import DatasetSpec, TaskType
+from ai_factory.training.artifacts import LoadedModel, load_model
+from ai_factory.training.device import select_device
+from ai_factory.training.loop import TensorSplit, predict_outputs
+from ai_factory.training.model import outputs_to_predictions
+from ai_factory.training.preprocess import InputError, Preprocessor
+
+log = logging.getLogger(__name__)
+
+
+class Predictor:
+    """A loaded model plus its preprocessing; thread-safe for concurrent ``predict`` calls."""
+
+    def __init__(self, loaded: LoadedModel, version: str | None = None, path: str | None = None) -> None:
+        self._loaded = loaded
+        self.version = version
+        self.path = path
+        self._device = select_device("cpu")
+
+    @classmethod
+    def from_dir(cls, directory: str, version: str | None = None) -> Predictor:
+        return cls(load_model(directory), version=version, path=directory)
+
+    # -- description -----------------------------------------------------------------------
+    @property
+    def spec(self) -> DatasetSpec:
+        return self._loaded.spec
+
+    @property
+    def task(self) -> TaskType:
+        return self.spec.target.task
+
+    @property
+    def classes(self) -> list[Any]:
+        """Class labels in ``predict_proba`` column order (binary: the positive class last)."""
+        return list(self._loaded.preprocessor.classes)
+
+    @property
+    def preprocessor(self) -> Preprocessor:
+        """The fitted preprocessing (training statistics) stored with the model."""
+        return self._loaded.preprocessor
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.spec.feature_names
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self._loaded.meta
+
+    # -- inference -------------------------------------------------------------------------
+    def _outputs(self, df: pd.DataFrame) -> torch.Tensor:
+        if not isinstance(df, pd.DataFrame):
+            raise InputError(f"expected a pandas DataFrame, got {type(df).__name__}")
+        x_num, x_cat = self._loaded.preprocessor.transform_features(df)
+        split = TensorSplit.from_arrays(self.task, x_num, x_cat, np.zeros(len(df), dtype="float32"))
+        return predict_outputs(self._loaded.model, split, self._device)
+
+    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
+        """Class probabilities ``[n, n_classes]`` (classification models only)."""
+        if self.task == TaskType.REGRESSION:
+            raise TypeError("predict_proba is for classification models; this model does regression")
+        if len(df) == 0:
+            return np.zeros((0, len(self.classes)), dtype="float64")
+        return outputs_to_predictions(self.task, self._outputs(df)).numpy().astype("float64")
+
+    def predict(self, df: pd.DataFrame) -> np.ndarray:
+        """Class labels (argmax; binary at 0.5) or regression values in target units."""
+        if self.task == TaskType.REGRESSION:
+            if len(df) == 0:
+                return np.zeros(0, dtype="float64")
+            raw = self._outputs(df).numpy().astype("float64")
+            return self._loaded.preprocessor.inverse_target(raw)
+        proba = self.predict_proba(df)
+        return np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)] if len(proba) else np.array([])
+
+    def predict_frame(self, df: pd.DataFrame) -> pd.DataFrame:
+        """``prediction`` plus one ``proba_<class>`` column per class, indexed like ``df``."""
+        out = pd.DataFrame(index=df.index)
+        if self.task == TaskType.REGRESSION:
+            out["prediction"] = self.predict(df)
+            return out
+        proba = self.predict_proba(df)
+        out["prediction"] = np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)] if len(df) else []
+        for i, cls in enumerate(self.classes):
+            out[f"proba_{cls}"] = proba[:, i]
+        return out
+
+
+def load_predictor(version: str = "champion", model_name: str | None = None, registry: Any = None) -> Predictor:
+    """Load a registered version: ``champion`` (the default), ``latest``, a version id or ``name:version``."""
+    from ai_factory.registry import ModelRegistry
+
+    reg = registry or ModelRegistry.from_settings(model_name=model_name)
+    mv = reg.get(version)
+    log.info("loading model %s from %s", mv.tag, mv.path)
+    return Predictor.from_dir(str(mv.path), version=mv.version)

@@ -1,0 +1,222 @@
+"""Optuna tuning: N workers on one study in a shared RDB storage.
+
+* **One study per training run**, named ``<spec>.<run_key>`` and opened with
+  ``load_if_exists=True``: a retried task (or a second worker) joins the study instead of
+  starting another, and trials already finished count towards the budget.
+* **Storage**: ``AI_FACTORY_OPTUNA_STORAGE`` (default: a SQLite file under the data root,
+  fine for one machine); PostgreSQL when workers are pods on several machines. It is
+  Optuna's RDB schema, so ``optuna-dashboard <storage-url>`` shows the studies live.
+* **Sampler**: TPE, multivariate, with ``constant_liar`` so concurrent workers do not all
+  sample the same point; each worker's sampler is seeded ``seed + worker``.
+* **Pruner** (median by default) gets the validation objective after every epoch through
+  ``trial.report``; a pruned trial stops at that epoch.
+* **Heartbeats**: every running trial heartbeats (``heartbeat.interval_seconds``); when a
+  worker dies, the next worker to start a trial marks the silent trial ``FAIL`` after
+  ``grace_period_seconds`` and :class:`~optuna.storages.RetryHeartbeatStaleTrialCallback`
+  (the successor of ``RetryFailedTrialCallback``, deprecated in Optuna 4.9) re-queues its
+  parameters, so the study goes on.
+* **Budget**: ``n_trials`` finished (complete or pruned) trials for the whole study; each of
+  the ``workers`` workers runs at most ``ceil(n_trials / workers)`` of them, and all stop
+  once the study has ``n_trials``. Concurrent workers can overshoot by at most
+  ``workers - 1`` trials.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from ai_factory.spec import DatasetSpec
+from ai_factory.training.config import (
+    CategoricalDist,
+    FloatDist,
+    HeartbeatConfig,
+    IntDist,
+    PrunerConfig,
+    SamplerConfig,
+    SearchSpace,
+    TrainParams,
+)
+from ai_factory.training.metrics import objective_for
+
+log = logging.getLogger(__name__)
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+SCHEMA_ATTEMPTS = 5
+
+
+class TuningError(RuntimeError):
+    """The study cannot give what was asked (e.g. no trial completed)."""
+
+
+def study_name(spec_name: str, key: str) -> str:
+    return f"{spec_name}.{key}"
+
+
+def make_storage(url: str, heartbeat: HeartbeatConfig | None = None) -> RDBStorage:
+    """An RDB storage with heartbeats and the stale-trial retry callback."""
+    heartbeat = heartbeat or HeartbeatConfig()
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Several local workers share one file: wait for the write lock instead of failing.
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    elif url.startswith(("postgresql", "mysql")):
+        engine_kwargs["pool_pre_ping"] = True
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    engine_kwargs=dict(engine_kwargs),
+                    heartbeat_interval=heartbeat.interval_seconds,
+                    grace_period=heartbeat.grace_period_seconds,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.max_retry),
+                )
+        except (IntegrityError, OperationalError, ProgrammingError) as exc:
+            # Workers starting together on an empty database race to create Optuna's tables
+            # (PostgreSQL: duplicate type/relation); the loser retries and finds them made.
+            if attempt == SCHEMA_ATTEMPTS:
+                raise
+            delay = random.uniform(0.2, 1.0) * attempt
+            log.warning("opening Optuna storage %s failed (attempt %d/%d: %s); retrying in %.1fs",
+                        redact_url(url), attempt, SCHEMA_ATTEMPTS, type(exc).__name__, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def redact_url(url: str) -> str:
+    """A storage URL without its password, for logs."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+def make_sampler(cfg: SamplerConfig, worker: int = 0) -> optuna.samplers.BaseSampler:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            n_startup_trials=cfg.n_startup_trials,
+            multivariate=cfg.multivariate,
+            constant_liar=cfg.constant_liar,
+            seed=None if cfg.seed is None else cfg.seed + worker,
+        )
+
+
+def make_pruner(cfg: PrunerConfig) -> optuna.pruners.BasePruner:
+    if cfg.name == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=cfg.n_startup_trials, n_warmup_steps=cfg.n_warmup_steps,
+            interval_steps=cfg.interval_steps,
+        )
+    if cfg.name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=cfg.min_resource,
+                                                      reduction_factor=cfg.reduction_factor)
+    if cfg.name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=cfg.min_resource, reduction_factor=cfg.reduction_factor)
+    return optuna.pruners.NopPruner()
+
+
+def open_study(name: str, storage: RDBStorage | str, spec: DatasetSpec, space: SearchSpace,
+               worker: int = 0) -> optuna.Study:
+    """Create the run's study or join it if it exists."""
+    if isinstance(storage, str):
+        storage = make_storage(storage, space.heartbeat)
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        direction=objective_for(spec.target.task).direction,
+        sampler=make_sampler(space.sampler, worker),
+        pruner=make_pruner(space.pruner),
+        load_if_exists=True,
+    )
+    return study
+
+
+def suggest(trial: Trial, space: SearchSpace) -> dict[str, Any]:
+    """Sample every parameter of the search space for ``trial``."""
+    out: dict[str, Any] = {}
+    for name, dist in space.params.items():
+        if isinstance(dist, FloatDist):
+            out[name] = trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
+        elif isinstance(dist, IntDist):
+            out[name] = trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
+        elif isinstance(dist, CategoricalDist):
+            out[name] = trial.suggest_categorical(name, list(dist.choices))
+        else:  # pragma: no cover - the pydantic union admits nothing else
+            raise TypeError(f"unsupported distribution for {name}: {dist!r}")
+    return out
+
+
+def finished_trials(study: optuna.Study, worker: int | None = None) -> list[FrozenTrial]:
+    trials = study.get_trials(deepcopy=False, states=FINISHED)
+    if worker is None:
+        return trials
+    return [t for t in trials if t.user_attrs.get("worker") == worker]
+
+
+def state_counts(study: optuna.Study) -> dict[str, int]:
+    return dict(Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False)))
+
+
+@dataclass(frozen=True)
+class BestTrial:
+    number: int
+    value: float
+    params: dict[str, Any]
+    user_attrs: dict[str, Any]
+
+
+def best_trial(study: optuna.Study) -> BestTrial:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise TuningError(
+            f"study '{study.study_name}' has no complete trial ({state_counts(study) or 'no trials'}); "
+            "cannot pick parameters"
+        )
+    best = study.best_trial
+    return BestTrial(number=best.number, value=float(best.value), params=dict(best.params),
+                     user_attrs=dict(best.user_attrs))
+
+
+def final_params(space: SearchSpace, best: BestTrial | None, overrides: dict[str, Any] | None = None) -> TrainParams:
+    """Parameters for the final fit: defaults + the space's fixed values + the best trial + overrides.
+
+    The final fit keeps ``TrainParams``' own epoch budget and patience (larger than a trial's).
+    """
+    params = TrainParams().with_overrides(**space.fixed)
+    if best is not None:
+        params = params.with_overrides(**best.params)
+    if overrides:
+        params = params.with_overrides(**overrides)
+    return params
+
+
+def worker_quota(n_trials: int, workers: int) -> int:
+    if n_trials < 1 or workers < 1:
+        raise ValueError(f"n_trials and workers must be >= 1 (got n_trials={n_trials}, workers={workers})")
+    return math.ceil(n_trials / workers)
+
+
+def route_optuna_logs() -> None:
+    """Send Optuna's own log lines through ``logging`` (the Airflow task log) instead of its stderr handler."""
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()

@@ -1,0 +1,121 @@
+"""Test environment: a throwaway Airflow home, data root and model store per session.
+
+The environment is set here, before anything imports Airflow, because Airflow reads its
+configuration once at import. ``AI_FACTORY_TEST_DB=postgres`` runs the suite against a
+PostgreSQL metadata DB (its own database on 127.0.0.1:5432) instead of SQLite.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TMP = Path(tempfile.mkdtemp(prefix="aif-test-"))
+PG_DSN = os.environ.get("AI_FACTORY_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+TEST_DB = os.environ.get("AI_FACTORY_TEST_DB", "sqlite")
+
+
+def _airflow_conn() -> str:
+    if TEST_DB == "postgres":
+        return f"{PG_DSN}/ai_factory_airflow_test"
+    return f"sqlite:///{TMP / 'airflow.db'}"
+
+
+_ENV = {
+    "AIRFLOW_HOME": str(TMP / "airflow"),
+    "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _airflow_conn(),
+    "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+    "AI_FACTORY_HOME": str(REPO),
+    "AI_FACTORY_DATA_ROOT": str(TMP / "lake"),
+    "BENTOML_HOME": str(TMP / "bentoml"),
+    "AI_FACTORY_SENSOR_POKE": "1",
+    "AI_FACTORY_SENSOR_TIMEOUT": "6",
+    "AI_FACTORY_START_DATE": "2026-01-01",
+    "GX_ANALYTICS_ENABLED": "false",
+}
+os.environ.update(_ENV)
+
+
+def _recreate_pg_database(name: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Iterator[str]:
+    """A migrated Airflow metadata DB (SQLite by default, PostgreSQL with AI_FACTORY_TEST_DB=postgres)."""
+    if TEST_DB == "postgres":
+        _recreate_pg_database("ai_factory_airflow_test")
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, env=os.environ.copy(),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    yield os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+
+
+@pytest.fixture
+def lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A fresh, empty data root for one test (settings re-read from the environment)."""
+    from ai_factory.settings import reset_settings
+    from ai_factory.storage import DataLake
+
+    root = tmp_path / "lake"
+    monkeypatch.setenv("AI_FACTORY_DATA_ROOT", str(root))
+    reset_settings()
+    yield DataLake(str(root))
+    reset_settings()
+
+
+@pytest.fixture(scope="session")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(REPO / "dags"))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(TMP, ignore_errors=True)
+
+
+@pytest.fixture
+def airflow_stack(airflow_db, tmp_path: Path):
+    """Start the real Airflow processes (api-server, scheduler, dag-processor, triggerer) on the session DB.
+
+    DAGs are unpaused at creation, but the scheduler's own cron scheduling is off
+    (``use_job_schedule=False``): only backfills and asset-triggered runs happen, so tests
+    drive logical dates instead of waiting for wall-clock days. Call the returned factory
+    once the test's data root is set; the stack is stopped after the test.
+    """
+    from ai_factory.orchestration.stack import AirflowStack, free_port
+
+    started: list[AirflowStack] = []
+
+    def start(**extra_env: str) -> AirflowStack:
+        stack = AirflowStack(
+            home=tmp_path / "airflow-home", dags_folder=REPO / "dags", plugins_folder=REPO / "plugins",
+            db_url=airflow_db, port=free_port(), paused_at_creation=False,
+            extra_env={"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False", **extra_env},
+        )
+        stack.start()
+        started.append(stack)
+        stack.wait_ready(timeout=240)
+        return stack
+
+    yield start
+    for stack in started:
+        stack.stop()

@@ -1,0 +1,190 @@
+"""The BentoML service under a real ``bentoml serve`` (subprocess, free port, real HTTP).
+
+Predictions equal the registry model's offline ones; every kind of bad request gets a 4xx that
+names the field; out-of-spec values are served and flagged; served records land in
+``predictions/ds=…`` with the drift monitor's columns; a schemathesis fuzz run of the service's
+own OpenAPI document finds no 5xx.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from ai_factory.deployment.local import free_port, wait_ready
+from ai_factory.deployment.smoke import frame_to_records
+from ai_factory.registry import ModelRegistry
+from ai_factory.spec import default_spec
+from ai_factory.storage import DataLake, Zone
+from ai_factory.training.predictor import Predictor
+
+pytestmark = pytest.mark.serving
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def server(trained_store, tmp_path_factory):
+    """``bentoml serve service:ModelService`` from source, serving version ``a``, logging predictions."""
+    lake_root = tmp_path_factory.mktemp("served-lake")
+    port = free_port()
+    version = trained_store.versions["a"]
+    env = {**os.environ, "BENTOML_HOME": str(trained_store.model_home), "AI_FACTORY_DATA_ROOT": str(lake_root),
+           "AI_FACTORY_MODEL_TAG": f"credit_default:{version}", "BENTOML_DO_NOT_TRACK": "true",
+           "PYTHONPATH": os.pathsep.join([str(REPO / "include"), os.environ.get("PYTHONPATH", "")])}
+    log_path = lake_root.parent / "serve.log"
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "service:ModelService", "--host",
+                                 "127.0.0.1", "--port", str(port)], cwd=REPO / "bentos", env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc.pid, 180, log_path)
+        yield {"url": url, "version": version, "proc": proc, "lake": DataLake(str(lake_root)), "log": log_path,
+               "store": trained_store}
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def holdout(trained_store) -> pd.DataFrame:
+    lake = DataLake(str(trained_store.lake_root))
+    return lake.read_partition(Zone.VALIDATED, lake.partitions(Zone.VALIDATED)[-1]).head(200)
+
+
+@pytest.fixture
+def good_record(holdout) -> dict:
+    return frame_to_records(default_spec(), holdout.head(1))[0]
+
+
+def test_served_predictions_equal_offline_predictions(server, holdout):
+    reg = ModelRegistry(server["store"].model_home, "credit_default")
+    offline = Predictor.from_dir(str(reg.get(server["version"]).path)).predict_proba(holdout)
+    records = frame_to_records(default_spec(), holdout)
+    resp = httpx.post(f"{server['url']}/predict_batch", json={"records": records}, timeout=30)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["model_version"] == server["version"] and len(body["predictions"]) == len(records)
+    served = np.array([[p["probabilities"]["0"], p["probabilities"]["1"]] for p in body["predictions"]])
+    assert np.abs(served - offline).max() < 1e-5
+    assert [p["prediction"] for p in body["predictions"]] == offline.argmax(axis=1).tolist()
+    for i in range(3):
+        one = httpx.post(f"{server['url']}/predict", json=records[i], timeout=10).json()
+        assert one["probability"] == pytest.approx(offline[i, 1], abs=1e-5) and one["warnings"] == []
+    # SyncHTTPClient, as the README shows it.
+    import bentoml
+
+    with bentoml.SyncHTTPClient(server["url"]) as client:
+        out = client.predict(**records[0])
+    assert out["probability"] == pytest.approx(offline[0, 1], abs=1e-5)
+
+
+def test_health_and_metrics_endpoints(server):
+    assert httpx.get(f"{server['url']}/readyz").status_code == 200
+    assert httpx.get(f"{server['url']}/livez").status_code == 200
+    metrics = httpx.get(f"{server['url']}/metrics").text
+    assert "ai_factory_predictions_total" in metrics and "bentoml_service_request_duration_seconds" in metrics
+
+
+def _bad(kind: str, rec: dict) -> tuple[str, object, bytes | None]:
+    """(endpoint, json body or None, raw body) for each kind of bad request."""
+    if kind == "malformed_json":
+        return "/predict", None, b'{"age": 35, "annual_income": '
+    if kind == "missing_field":
+        return "/predict", {k: v for k, v in rec.items() if k != "credit_score"}, None
+    if kind == "extra_field":
+        return "/predict", {**rec, "favourite_colour": "blue"}, None
+    if kind == "wrong_type":
+        return "/predict", {**rec, "age": "thirty-five"}, None
+    if kind == "null_not_nullable":
+        return "/predict", {**rec, "loan_amount": None}, None
+    if kind == "nan":
+        return "/predict", None, json.dumps({**rec, "interest_rate": math.nan}).encode()
+    if kind == "inf":
+        return "/predict", None, json.dumps({**rec, "debt_to_income": math.inf}).encode()
+    if kind == "batch_too_large":
+        return "/predict_batch", {"records": [rec] * 1001}, None
+    if kind == "empty_batch":
+        return "/predict_batch", {"records": []}, None
+    if kind == "not_json_content_type":
+        return "/predict", None, b"age=35"
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize(("kind", "status", "field", "phrase"), [
+    ("malformed_json", 400, None, "Invalid JSON"),
+    ("missing_field", 400, "credit_score", "Field required"),
+    ("extra_field", 400, "favourite_colour", "Extra inputs are not permitted"),
+    ("wrong_type", 400, "age", "valid integer"),
+    ("null_not_nullable", 400, "loan_amount", "valid number"),
+    ("nan", 400, "interest_rate", "finite number"),
+    ("inf", 400, "debt_to_income", "finite number"),
+    ("batch_too_large", 400, "records", "at most 1000 items"),
+    ("empty_batch", 400, "records", "at least 1 item"),
+    ("not_json_content_type", 415, "Content-Type", "application/json"),
+])
+def test_bad_requests_get_a_4xx_naming_the_field(server, good_record, kind, status, field, phrase):
+    path, payload, raw = _bad(kind, good_record)
+    headers = {"Content-Type": "application/x-www-form-urlencoded" if kind == "not_json_content_type"
+               else "application/json"}
+    resp = httpx.post(f"{server['url']}{path}", content=raw if raw is not None else json.dumps(payload).encode(),
+                      headers=headers, timeout=30)
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    text = json.dumps(body)
+    assert phrase in text
+    if field is not None:
+        assert any(field in map(str, d.get("loc", [])) for d in body["detail"]), body["detail"]
+
+
+def test_out_of_range_and_unknown_category_are_served_and_flagged(server, good_record):
+    rec = {**good_record, "age": 150, "region": "atlantis"}
+    resp = httpx.post(f"{server['url']}/predict", json=rec, timeout=10)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert 0.0 <= body["probability"] <= 1.0
+    assert any(w.startswith("age=150 is outside the expected range [18.0, 100.0]") for w in body["warnings"])
+    assert any("region='atlantis' is not a known category" in w for w in body["warnings"])
+    metrics = httpx.get(f"{server['url']}/metrics").text
+    assert 'ai_factory_out_of_spec_values_total{feature="age"}' in metrics
+
+
+def test_schemathesis_fuzzing_of_the_openapi_schema_finds_no_server_error(server):
+    st = Path(sys.executable).parent / "st"
+    proc = subprocess.run([str(st), "run", f"{server['url']}/docs.json", "--url", server["url"], "--checks",
+                           "not_a_server_error", "--max-examples", "40", "--seed", "1234", "--no-color"],
+                          capture_output=True, text=True, timeout=600, cwd=server["log"].parent)
+    tail = proc.stdout[-3000:]
+    assert proc.returncode == 0, tail
+    assert "No issues found" in tail and "generated" in tail
+
+
+def test_served_records_are_logged_for_drift_monitoring(server, good_record):
+    httpx.post(f"{server['url']}/predict", json={**good_record, "savings_balance": None}, timeout=10)
+    proc: subprocess.Popen = server["proc"]
+    os.killpg(proc.pid, signal.SIGTERM)  # a clean stop flushes the buffer
+    proc.wait(60)
+    lake: DataLake = server["lake"]
+    [day] = lake.partitions(Zone.PREDICTIONS)
+    logged = lake.read_partition(Zone.PREDICTIONS, day)
+    spec = default_spec()
+    assert list(logged.columns) == [*spec.feature_names, "prediction", "probability", "model_version", "timestamp"]
+    assert len(logged) > 200 and set(logged["model_version"]) == {server["version"]}
+    assert str(logged["timestamp"].dt.tz) == "UTC" and logged["probability"].between(0, 1).all()
+    assert logged["savings_balance"].isna().any() and logged["region"].eq("atlantis").any()
+    assert not [p for p in Path(lake.partition_path(Zone.PREDICTIONS, day)).iterdir() if p.name.startswith(".")]

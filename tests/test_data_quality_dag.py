@@ -1,0 +1,78 @@
+"""``dag.test()`` runs of data_quality: real Airflow metadata DB, real GX, real files."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from ai_factory.data.generate import Corruption, write_day
+from ai_factory.storage import Zone
+
+from airflow_helpers import asset_events, task_states
+
+pytestmark = pytest.mark.e2e
+
+
+def _run(dagbag, ds: str):
+    dag = dagbag.get_dag("data_quality")
+    d = datetime.fromisoformat(ds).replace(tzinfo=UTC)
+    return dag.test(logical_date=d)
+
+
+def test_good_day_publishes_emits_asset_and_writes_data_docs(airflow_db, dagbag, lake):
+    ds = "2026-01-05"
+    write_day(lake, ds, 1200)
+    before = len(asset_events("validated_data"))
+    dr = _run(dagbag, ds)
+    assert str(dr.state) == "success"
+    assert task_states(dr) == {"wait_for_landing": "success", "validate": "success"}
+    assert lake.partition_exists(Zone.VALIDATED, ds)
+    events = asset_events("validated_data")[before:]
+    assert len(events) == 1
+    extra = events[0]["extra"]
+    assert extra["ds"] == ds and extra["rows"] == 1200
+    assert extra["path"].endswith(f"validated/ds={ds}")
+    summary = lake.read_json(lake.partition_path(Zone.REPORTS_QUALITY, ds) + "/summary.json")
+    page = Path(summary["data_docs_site"]) / summary["data_docs_page"].replace("%3D", "=")
+    assert page.is_file() and "credit_default" in page.read_text()
+
+
+@pytest.mark.parametrize("kind", list(Corruption))
+def test_corrupt_day_is_quarantined_and_fails_clearly(airflow_db, dagbag, lake, kind, caplog):
+    ds = "2026-01-07"
+    write_day(lake, ds, 600, corruption=kind)
+    original = lake.read_partition_files(Zone.LANDING, ds)["part-0.parquet"]
+    before = len(asset_events("validated_data"))
+    dr = _run(dagbag, ds)
+    assert str(dr.state) == "failed"
+    assert task_states(dr)["validate"] == "failed"
+    assert len(asset_events("validated_data")) == before  # no event for a bad day
+    q = lake.read_partition_files(Zone.QUARANTINE, ds)
+    assert q["part-0.parquet"] == original
+    assert json.loads(q["validation_result.json"])["success"] is False
+    assert not lake.partition_exists(Zone.LANDING, ds) and not lake.partition_exists(Zone.VALIDATED, ds)
+    failure = [r.getMessage() for r in caplog.records if "data quality failed" in r.getMessage()]
+    assert failure and f"ds={ds}" in failure[-1] and "validation_result.json" in failure[-1]
+
+
+def test_rerunning_a_day_is_idempotent(airflow_db, dagbag, lake):
+    ds = "2026-01-09"
+    write_day(lake, ds, 500)
+    assert str(_run(dagbag, ds).state) == "success"
+    snapshot = {z: lake.read_partition_files(z, ds) for z in (Zone.LANDING, Zone.VALIDATED, Zone.REPORTS_QUALITY)}
+    assert str(_run(dagbag, ds).state) == "success"
+    assert {z: lake.read_partition_files(z, ds) for z in snapshot} == snapshot
+    assert lake.partitions(Zone.VALIDATED) == [datetime.fromisoformat(ds).date()]
+
+
+def test_missing_landing_partition_times_out_with_the_path(airflow_db, dagbag, lake, caplog):
+    ds = "2026-01-11"
+    dr = _run(dagbag, ds)
+    assert str(dr.state) == "failed"
+    assert task_states(dr)["wait_for_landing"] == "failed"
+    assert "validate" not in task_states(dr) or task_states(dr)["validate"] != "success"
+    msgs = [r.getMessage() for r in caplog.records if "no data landed at" in r.getMessage()]
+    assert msgs and f"landing/ds={ds}" in msgs[-1]
