@@ -51,8 +51,13 @@ def dag_runs(dag_id: str, run_type: str | None = None) -> list[dict[str, Any]]:
                 for r in session.execute(q.order_by(DagRun.logical_date)).scalars().all()]
 
 
-def wait_for_dag(dag_id: str, timeout: float = 120) -> None:
-    """Wait until the dag-processor has serialized ``dag_id`` into the metadata DB."""
+def wait_for_dag(dag_id: str, timeout: float = 120, stack: Any = None) -> None:
+    """Wait until the dag-processor has serialized ``dag_id`` into the metadata DB.
+
+    With ``stack``, the DAG is then unpaused through the CLI: the scheduler never starts
+    queued runs (backfills included) of a paused DAG, and a DAG first written to the DB by
+    an earlier ``dag.test()`` in the session was created paused.
+    """
     from airflow.models.dag import DagModel
     from airflow.utils.session import create_session
 
@@ -61,6 +66,8 @@ def wait_for_dag(dag_id: str, timeout: float = 120) -> None:
         with create_session() as session:
             dm = session.get(DagModel, dag_id)
             if dm is not None and not dm.is_stale:
+                if stack is not None and dm.is_paused:
+                    stack.airflow("dags", "unpause", dag_id)
                 return
         time.sleep(1)
     raise TimeoutError(f"DAG {dag_id} was not parsed within {timeout}s")

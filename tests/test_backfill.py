@@ -22,7 +22,7 @@ def test_backfill_five_days_with_one_corrupt(airflow_stack, lake):
         write_day(lake, day, 800, corruption="unknown_category" if day == CORRUPT else None)
     before = len(asset_events("validated_data"))
     stack = airflow_stack()
-    wait_for_dag("data_quality")
+    wait_for_dag("data_quality", stack=stack)
     proc = create_backfill(stack, "data_quality", DAYS[0], DAYS[-1])
     assert proc.returncode == 0, proc.stderr[-2000:]
 
