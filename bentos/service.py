@@ -21,7 +21,6 @@ DAG does), else ``$AI_FACTORY_MODEL_TAG``, else the registry's champion. Run fro
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import bentoml
@@ -30,7 +29,7 @@ from pydantic import BaseModel
 
 from ai_factory.serving import schemas
 from ai_factory.serving.config import load_serving_config
-from ai_factory.serving.middleware import JSONOnly
+from ai_factory.serving.middleware import EventTime, JSONOnly, event_time
 from ai_factory.serving.runtime import MODEL_TAG_ARG, Scorer, records_array, resolve_model_tag, spec_of_model
 
 with bentoml.importing():
@@ -120,7 +119,7 @@ class ModelService:
         outputs = await self.runner.to_async.infer(records_array(SPEC, records))
         responses = self.scorer.responses(np.asarray(outputs), self.version, warnings)
         predictions, probabilities = Scorer.log_columns(responses)
-        self.logger.log(records, predictions, probabilities, self.version, datetime.now(UTC))
+        self.logger.log(records, predictions, probabilities, self.version, event_time())
         PREDICTIONS_TOTAL.labels(endpoint=endpoint, model_version=self.version).inc(len(records))
         return responses
 
@@ -150,6 +149,7 @@ class ModelService:
 
 
 ModelService.add_asgi_middleware(JSONOnly, paths=("/predict", "/predict_batch", "/model_info"))
+ModelService.add_asgi_middleware(EventTime, paths=("/predict", "/predict_batch"))
 
 
 def _classes() -> list[Any]:

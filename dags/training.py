@@ -3,7 +3,8 @@
 
 Runs on `validated_data` (nightly retraining) or `drift_detected`, or by hand with the Params.
 
-1. **plan** — last `window_days` validated partitions → train / validation / holdout (newest day).
+1. **plan** — last `window_days` validated partitions → train / validation / holdout (newest day);
+   skips the run (not a failure) while fewer than 3 validated partitions exist.
 2. **choose_compute** — `local` processes, or `kubernetes` pods with `gpus` × `nvidia.com/gpu`.
 3. **tune** — `workers` mapped workers on one Optuna study (TPE, median pruning, heartbeats).
 4. **fit** — best trial's parameters, a checkpoint every epoch (a retry resumes).
@@ -26,6 +27,9 @@ from airflow.sdk import Param, TaskGroup, dag, task
 from ai_factory.orchestration.assets import DRIFT_DETECTED, MODEL_CANDIDATE, VALIDATED_DATA
 from ai_factory.orchestration.defaults import default_args
 from ai_factory.orchestration.training_pods import TrainingPodOperator, training_pod_kwargs
+from ai_factory.settings import get_settings
+
+SETTINGS = get_settings()
 
 LOCAL_START = "local.open_study"
 K8S_START = "kubernetes.pod_commands"
@@ -42,11 +46,11 @@ K8S_START = "kubernetes.pod_commands"
     tags=["ai-factory", "training", "optuna"],
     doc_md=__doc__,
     params={
-        "window_days": Param(7, type="integer", minimum=3, maximum=365, title="Window (days)",
+        "window_days": Param(SETTINGS.train_window_days, type="integer", minimum=3, maximum=365, title="Window (days)",
                              description="Validated partitions to use; the newest is the holdout."),
-        "trials": Param(20, type="integer", minimum=1, maximum=1000, title="Optuna trials",
+        "trials": Param(SETTINGS.train_trials, type="integer", minimum=1, maximum=1000, title="Optuna trials",
                         description="Finished (complete or pruned) trials for the whole study."),
-        "workers": Param(2, type="integer", minimum=1, maximum=32, title="Tuning workers",
+        "workers": Param(SETTINGS.train_workers, type="integer", minimum=1, maximum=32, title="Tuning workers",
                          description="Parallel workers (mapped tasks) sharing the study."),
         "compute": Param("local", type="string", enum=["local", "kubernetes"], title="Compute",
                          description="Local processes, or Kubernetes pods of the training image."),
@@ -59,9 +63,15 @@ K8S_START = "kubernetes.pod_commands"
 def training() -> None:
     @task(multiple_outputs=True)
     def plan(params: dict[str, Any] | None = None, run_id: str | None = None) -> dict[str, Any]:
-        from ai_factory.training.plan import RunOptions, plan_run
+        from airflow.sdk.exceptions import AirflowSkipException
 
-        return plan_run(str(run_id), RunOptions.from_params(params or {}))
+        from ai_factory.training.plan import RunOptions, plan_run
+        from ai_factory.training.window import NotEnoughData
+
+        try:
+            return plan_run(str(run_id), RunOptions.from_params(params or {}))
+        except NotEnoughData as exc:  # a new dataset's first days: nothing to train on yet, not a failure
+            raise AirflowSkipException(str(exc)) from None
 
     @task.branch
     def choose_compute(compute: str, local_task: str, k8s_task: str) -> str:

@@ -96,9 +96,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def airflow_stack(airflow_db, tmp_path: Path):
     """Start the real Airflow processes (api-server, scheduler, dag-processor, triggerer) on the session DB.
 
-    DAGs are unpaused at creation, but the scheduler's own cron scheduling is off
-    (``use_job_schedule=False``): only backfills and asset-triggered runs happen, so tests
-    drive logical dates instead of waiting for wall-clock days. Call the returned factory
+    DAGs are unpaused at creation, but the scheduler creates no runs of its own
+    (``use_job_schedule=False``: neither cron nor Asset-triggered runs): only the backfills a
+    test asks for run, so tests drive logical dates and nothing else competes for the two
+    cores. The whole loop (tests/test_loop.py) runs with Asset triggers on. Call the returned factory
     once the test's data root is set; the stack is stopped after the test.
     """
     from ai_factory.orchestration.stack import AirflowStack, free_port

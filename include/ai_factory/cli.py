@@ -7,6 +7,7 @@ command that needs them, so ``ai-factory --help`` stays instant.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -187,11 +188,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+NO_CRON_START = "2100-01-01"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the scenario headless through the real scheduler and print its story."""
     import shutil
 
-    from ai_factory.demo import DemoRunner, Scenario, render
+    from ai_factory.demo import DemoRunner, Scenario, demo_environment, render, serving_summary, stage_timings
+    from ai_factory.deployment.local import LocalTarget
     from ai_factory.orchestration.local import LocalLayout, local_stack
     from ai_factory.orchestration.stack import free_port
     from ai_factory.settings import get_settings
@@ -202,19 +207,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if layout.root.exists() and not args.keep:
         shutil.rmtree(layout.root)
     scenario = Scenario.standard(end=args.end or date.today() - timedelta(days=1), days=args.days, rows=args.rows)
-    layout.export(scenario.start.isoformat(), AI_FACTORY_SENSOR_POKE="2", AI_FACTORY_SENSOR_TIMEOUT="120",
-                  AI_FACTORY_SERVE_PORT=str(args.serve_port or free_port()))
-    stack = local_stack(layout, repo, port=args.port or free_port(), paused=False, scheduled=False)
+    # The demo drives every logical date itself (one backfill per DAG and day). A DAG start date
+    # far in the future keeps the scheduler from adding cron runs of its own, while it still
+    # creates the Asset-triggered runs (training, model_gate, deployment) as in production.
+    layout.export(NO_CRON_START, db_url=args.db_url,
+                  **demo_environment(args.serve_port or free_port(), trials=args.trials))
+    stack = local_stack(layout, repo, port=args.port or free_port(), paused=False)
     stack.migrate()
-    from ai_factory.demo import serving_summary
-    from ai_factory.deployment.local import LocalTarget
-
     try:
         with stack:
             stack.wait_ready(timeout=300)
             stories = DemoRunner(stack, DataLake(str(layout.data_root)), scenario).run()
         serving = serving_summary()
         sys.stdout.write(render(stories, DataLake(str(layout.data_root)), serving) + "\n")
+        if args.json:
+            out = {"scenario": {"start": scenario.start, "days": scenario.days, "rows": scenario.rows,
+                                "corrupt": {str(k): v for k, v in scenario.corrupt.items()},
+                                "drift_start": scenario.drift_start},
+                   "days": [dataclasses.asdict(s) for s in stories], "serving": serving,
+                   "timings": stage_timings(stories), "airflow_url": stack.url,
+                   "data_root": str(layout.data_root), "model_store": str(layout.model_store)}
+            Path(args.json).write_text(json.dumps(out, indent=2, default=str))
     finally:
         if not args.keep_serving:
             LocalTarget.from_settings().stop_all()
@@ -237,6 +250,9 @@ def _register_up_demo(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--keep", action="store_true")
     demo.add_argument("--serve-port", type=int, default=0, help="stable model address port (default: a free one)")
     demo.add_argument("--keep-serving", action="store_true", help="leave the champion serving after the demo")
+    demo.add_argument("--db-url", help="Airflow metadata DB (default: SQLite in the state dir)")
+    demo.add_argument("--trials", type=int, default=4, help="Optuna trials per training run")
+    demo.add_argument("--json", help="also write the story, timings and serving summary to this JSON file")
     demo.set_defaults(func=cmd_demo)
 
 

@@ -21,8 +21,26 @@ from ai_factory.storage import DataLake, Zone
 
 log = logging.getLogger(__name__)
 
-# DAGs that run on the clock; each simulated day gets one run of each (in this order).
-TIME_SCHEDULED_DAGS = ("data_quality",)
+# DAGs that run on the clock; each simulated day gets one run of each (in this order). Between
+# the two, the day's validated rows are replayed as traffic to the served champion.
+TIME_SCHEDULED_DAGS = ("data_quality", "drift_monitoring")
+ALL_DAGS = ("data_quality", "training", "model_gate", "deployment", "drift_monitoring")
+REPLAY_BATCH = 500
+
+
+def demo_environment(serve_port: int, trials: int = 4, workers: int = 2, window_days: int = 5) -> dict[str, str]:
+    """Settings of a demo (and scenario test) installation: short sensor waits, small tuning."""
+    from ai_factory.settings import PACKAGE_DIR
+
+    return {
+        "AI_FACTORY_SENSOR_POKE": "2",
+        "AI_FACTORY_SENSOR_TIMEOUT": "120",
+        "AI_FACTORY_SERVE_PORT": str(serve_port),
+        "AI_FACTORY_TRAIN_TRIALS": str(trials),
+        "AI_FACTORY_TRAIN_WORKERS": str(workers),
+        "AI_FACTORY_TRAIN_WINDOW_DAYS": str(window_days),
+        "AI_FACTORY_SEARCH_SPACE": str(PACKAGE_DIR / "config" / "search_space_demo.yaml"),
+    }
 
 
 @dataclass(frozen=True)
@@ -51,29 +69,97 @@ class Scenario:
 
 
 @dataclass
+class RunRecord:
+    """One DAG run the day caused, as the metadata DB has it."""
+
+    dag_id: str
+    run_id: str
+    state: str
+    run_type: str
+    triggered_by: list[str]
+    start: datetime | None
+    end: datetime | None
+    task_seconds: float
+    tasks: dict[str, str]
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start).total_seconds() if self.start and self.end else 0.0
+
+
+@dataclass
 class DayStory:
     ds: date
     quality: str
     rows: int
     detail: str = ""
-    runs: dict[str, list[str]] = field(default_factory=dict)
+    runs: list[RunRecord] = field(default_factory=list)
+    models: list[dict[str, Any]] = field(default_factory=list)
+    champion: str | None = None
+    served: int = 0
+    drift: dict[str, Any] | None = None
+    wall_seconds: float = 0.0
+
+    def runs_of(self, dag_id: str) -> list[RunRecord]:
+        return [r for r in self.runs if r.dag_id == dag_id]
 
     def line(self) -> str:
-        runs = ", ".join(f"{dag}: {'/'.join(states)}" for dag, states in sorted(self.runs.items()))
-        return f"{self.ds}  quality={self.quality:<11} rows={self.rows:<6} {self.detail}  [{runs}]"
+        """The day as a few readable lines: quality, training, gate, deploy, drift."""
+        q = f"quality  {self.quality} ({self.rows} rows)" + (f": {self.detail}" if self.detail else "")
+        out = [f"{self.ds}  [{self.wall_seconds:.0f} s]", f"    {q}"]
+        for r in self.runs_of("training"):
+            why = "+".join(r.triggered_by) or r.run_type
+            if r.tasks.get("plan") == "skipped":
+                out.append(f"    training ({why}) skipped: not enough validated days yet")
+            else:
+                out.append(f"    training ({why}) {r.state}")
+        for m in self.models:
+            auc = "n/a" if m.get("roc_auc") is None else f"{m['roc_auc']:.4f}"
+            out.append(f"    gate     {m['version']} roc_auc={auc}: {m.get('decision') or 'not judged'}"
+                       + (f" ({m['reason']})" if m.get("reason") else ""))
+        for r in self.runs_of("deployment"):
+            out.append(f"    deploy   {r.state}")
+        out.append(f"    champion {self.champion or 'none'}" + (f", served {self.served} replayed requests"
+                                                              if self.served else ""))
+        if self.drift is not None:
+            d = self.drift
+            cols = ", ".join(d.get("drifted_columns") or []) or "none"
+            verdict = "DRIFT" if d.get("drift") else "no drift"
+            out.append(f"    drift    {verdict}: share {float(d.get('share') or 0):.2f}, drifted: {cols}"
+                       + (f" ({d['reason']})" if d.get("drift") and d.get("reason") else ""))
+        else:
+            for r in self.runs_of("drift_monitoring"):
+                out.append(f"    drift    {r.state}: {_skip_reason(r)}")
+        return "\n".join(out)
 
 
-def _db_runs_since(since: datetime) -> list[Any]:
+def _skip_reason(run: RunRecord) -> str:
+    skipped = [t for t, s in run.tasks.items() if s == "skipped"]
+    return f"skipped {', '.join(sorted(skipped))}" if skipped else ", ".join(f"{t}={s}" for t, s in run.tasks.items())
+
+
+def _db_runs_since(since: datetime) -> list[RunRecord]:
     from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
+    out = []
     with create_session() as session:
-        rows = session.execute(select(DagRun).where(DagRun.queued_at >= since)).scalars().all()
-        session.expunge_all()
-        return list(rows)
-
-
+        runs = session.execute(select(DagRun).where(DagRun.queued_at >= since).order_by(DagRun.queued_at)).scalars()
+        for r in runs.all():
+            tis = session.execute(select(TaskInstance).where(TaskInstance.dag_id == r.dag_id,
+                                                             TaskInstance.run_id == r.run_id)).scalars().all()
+            assets = sorted({e.asset.name for e in r.consumed_asset_events if e.asset is not None})
+            out.append(RunRecord(
+                dag_id=r.dag_id, run_id=r.run_id, state=str(getattr(r.state, "value", r.state)),
+                run_type=str(getattr(r.run_type, "value", r.run_type)), triggered_by=assets,
+                start=r.start_date, end=r.end_date,
+                task_seconds=sum(float(ti.duration or 0) for ti in tis),
+                tasks={(ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"):
+                       str(getattr(ti.state, "value", ti.state)) for ti in tis},
+            ))
+    return out
 def _busy() -> tuple[int, int]:
     """(unfinished runs, queued asset triggers) in the metadata DB."""
     from airflow.models.asset import AssetDagRunQueue
@@ -98,15 +184,20 @@ class DemoRunner:
         self.day_timeout, self.settle_seconds = day_timeout, settle_seconds
         self.stories: list[DayStory] = []
 
-    def wait_for_dags(self, dag_ids: tuple[str, ...] = TIME_SCHEDULED_DAGS, timeout: float = 180) -> None:
+    def wait_for_dags(self, dag_ids: tuple[str, ...] = ALL_DAGS, timeout: float = 180) -> None:
+        """Until the dag-processor has serialized every DAG; unpause any that are paused."""
         from airflow.models.dag import DagModel
         from airflow.utils.session import create_session
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with create_session() as session:
-                if all((dm := session.get(DagModel, d)) is not None and not dm.is_stale for d in dag_ids):
-                    return
+                models = {d: session.get(DagModel, d) for d in dag_ids}
+            if all(dm is not None and not dm.is_stale for dm in models.values()):
+                for d, dm in models.items():
+                    if dm is not None and dm.is_paused:  # the scheduler never starts a paused DAG's runs
+                        self.stack.airflow("dags", "unpause", d)
+                return
             time.sleep(1)
         raise TimeoutError(f"DAGs {dag_ids} were not parsed by the dag-processor within {timeout:.0f}s")
 
@@ -137,13 +228,51 @@ class DemoRunner:
         drift = DriftConfig(start=s.drift_start, kind=s.drift_kind) if s.drift_start else None
         write_day(self.lake, day, s.rows, seed=s.seed, drift=drift, corruption=s.corrupt.get(day))
 
+    def replay_traffic(self, day: date, timeout: float = 120) -> int:
+        """Send the day's validated rows (features only) to the served champion, as of ``day``.
+
+        Requests carry ``X-Event-Time: day``, so the service logs them under
+        ``predictions/ds=day`` where that day's drift run reads them. Returns the rows served
+        (0 when no champion is serving yet or the day was quarantined). Waits until the
+        prediction log has written them.
+        """
+        from ai_factory.deployment.local import LocalTarget, http_get, http_post_json
+        from ai_factory.deployment.smoke import frame_to_records
+        from ai_factory.spec import default_spec
+
+        target = LocalTarget.from_settings()
+        if target.active() is None or not self.lake.partition_exists(Zone.VALIDATED, day):
+            return 0
+        status, _ = http_get(f"{target.url}/readyz", timeout=5)
+        if status != 200:
+            log.warning("the model server at %s is not ready (HTTP %s); no traffic replayed for %s", target.url,
+                        status, day)
+            return 0
+        records = frame_to_records(default_spec(), self.lake.read_partition(Zone.VALIDATED, day))
+        for i in range(0, len(records), REPLAY_BATCH):
+            status, body = http_post_json(f"{target.url}/predict_batch", {"records": records[i:i + REPLAY_BATCH]},
+                                          timeout=60, headers={"X-Event-Time": day.isoformat()})
+            if status != 200:
+                raise RuntimeError(f"replaying {day} to {target.url}: HTTP {status}: {body}")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.lake.partition_exists(Zone.PREDICTIONS, day) and len(
+                    self.lake.read_partition(Zone.PREDICTIONS, day)) >= len(records):
+                return len(records)
+            time.sleep(1)
+        raise TimeoutError(f"the prediction log did not write {len(records)} rows for {day} within {timeout:.0f}s")
+
     def run_day(self, day: date) -> DayStory:
         since = datetime.now().astimezone()
+        t0 = time.monotonic()
         self.land(day)
-        for dag_id in TIME_SCHEDULED_DAGS:
-            self.backfill_day(dag_id, day)
-            self.wait_quiescent()
+        self.backfill_day("data_quality", day)
+        self.wait_quiescent()  # quality → (validated_data) training → gate → deployment
+        served = self.replay_traffic(day)
+        self.backfill_day("drift_monitoring", day)
+        self.wait_quiescent()  # drift → (drift_detected) training → gate → deployment
         story = self.describe(day, since)
+        story.served, story.wall_seconds = served, time.monotonic() - t0
         log.info("%s", story.line())
         self.stories.append(story)
         return story
@@ -155,17 +284,54 @@ class DemoRunner:
         return self.stories
 
     def describe(self, day: date, since: datetime) -> DayStory:
-        runs: dict[str, list[str]] = {}
-        for r in _db_runs_since(since):
-            runs.setdefault(r.dag_id, []).append(str(getattr(r.state, "value", r.state)))
+        from ai_factory.registry import ModelRegistry
+
+        runs = _db_runs_since(since)
         summary_path = self.lake.partition_path(Zone.REPORTS_QUALITY, day) + "/summary.json"
         if self.lake.exists(summary_path):
             q = self.lake.read_json(summary_path)
             detail = "" if q["status"] == "passed" else "; ".join(
                 f"{f['expectation']}({f.get('column') or 'table'})" for f in q["failures"][:3]
             ) or (q.get("read_error") or "")
-            return DayStory(day, q["status"], int(q["rows"]), detail, runs)
-        return DayStory(day, "missing", 0, "no quality summary", runs)
+            story = DayStory(day, q["status"], int(q["rows"]), detail, runs)
+        else:
+            story = DayStory(day, "missing", 0, "no quality summary", runs)
+        registry = ModelRegistry.from_settings()
+        for v in registry.list_versions():
+            if v.created_at >= since:
+                decision = registry.latest_decision(v.version) or {}
+                story.models.append({"version": v.version, "roc_auc": v.metrics.get("roc_auc"),
+                                     "decision": decision.get("decision"), "reason": decision.get("reason")})
+        story.models.sort(key=lambda m: m["version"])
+        champion = registry.champion()
+        story.champion = champion.version if champion else None
+        drift_path = self.lake.partition_path(Zone.REPORTS_DRIFT, day) + "/summary.json"
+        if self.lake.exists(drift_path):
+            from ai_factory.monitoring.summary import DriftSummary
+
+            summary = DriftSummary.model_validate(self.lake.read_json(drift_path))
+            story.drift = {**summary.xcom(), "drifted_columns": summary.drift.drifted_columns,
+                           "reference_kind": summary.reference.kind}
+        return story
+
+
+def stage_timings(stories: list[DayStory]) -> dict[str, Any]:
+    """Wall time per DAG (run start → end) and the task compute inside it, over the whole loop.
+
+    The orchestration overhead ratio is the loop's wall time ÷ the sum of task durations:
+    1.0 would mean every second went into task bodies.
+    """
+    stages: dict[str, dict[str, float]] = {}
+    for story in stories:
+        for r in story.runs:
+            st = stages.setdefault(r.dag_id, {"runs": 0, "run_seconds": 0.0, "task_seconds": 0.0})
+            st["runs"] += 1
+            st["run_seconds"] += r.seconds
+            st["task_seconds"] += r.task_seconds
+    wall = sum(s.wall_seconds for s in stories)
+    task_total = sum(st["task_seconds"] for st in stages.values())
+    return {"days": len(stories), "wall_seconds": wall, "task_seconds": task_total,
+            "overhead_ratio": wall / task_total if task_total else float("nan"), "stages": stages}
 
 
 def serving_summary() -> dict[str, Any]:
@@ -191,6 +357,7 @@ def serving_summary() -> dict[str, Any]:
         record = frame_to_records(champion_spec(champion), lake.read_partition(Zone.VALIDATED, day).head(1))[0]
         status, body = http_post_json(f"{target.url}/predict", record, timeout=10)
         out["prediction"] = body if status == 200 else {"error": f"HTTP {status}: {body}"}
+        out["record"] = record
     return out
 
 
@@ -207,7 +374,15 @@ def render(stories: list[DayStory], lake: DataLake, serving: dict[str, Any] | No
               f"  validated partitions : {lake.zone_path(Zone.VALIDATED)}",
               f"  quarantined days     : {lake.zone_path(Zone.QUARANTINE)}",
               f"  quality summaries    : {lake.zone_path(Zone.REPORTS_QUALITY)}/ds=*/summary.json",
-              f"  Data Docs            : {lake.zone_path(Zone.REPORTS_QUALITY)}/_gx/site/index.html"]
+              f"  Data Docs            : {lake.zone_path(Zone.REPORTS_QUALITY)}/_gx/site/index.html",
+              f"  drift reports        : {lake.zone_path(Zone.REPORTS_DRIFT)}/ds=*/report.html",
+              f"  served predictions   : {lake.zone_path(Zone.PREDICTIONS)}/ds=*/"]
+    t = stage_timings(stories)
+    lines += ["", f"Time: {t['wall_seconds']:.0f} s wall over {t['days']} days; tasks computed "
+                  f"{t['task_seconds']:.0f} s (orchestration overhead ratio {t['overhead_ratio']:.2f})"]
+    for dag_id, st in sorted(t["stages"].items()):
+        lines.append(f"  {dag_id:<17} {int(st['runs']):>3} runs  {st['run_seconds']:>7.0f} s in runs  "
+                     f"{st['task_seconds']:>7.0f} s in tasks")
     if serving is not None:
         lines += ["", "Models (gate decisions):"]
         for v in serving["versions"]:

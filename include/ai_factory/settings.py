@@ -111,6 +111,10 @@ class Settings:
     sensor_poke_seconds: int
     demo_rows_per_day: int
     kubernetes: KubernetesSettings
+    # Defaults of the training DAG's Params (what a nightly, asset-triggered run uses).
+    train_window_days: int = 7
+    train_trials: int = 20
+    train_workers: int = 2
     # Drift monitoring rules, reference and report options (YAML; see monitoring/config.py).
     drift_config: Path = PACKAGE_DIR / "config" / "drift.yaml"
 
@@ -167,6 +171,9 @@ def _load() -> Settings:
         sensor_poke_seconds=_env_int("AI_FACTORY_SENSOR_POKE", 300),
         demo_rows_per_day=_env_int("AI_FACTORY_DEMO_ROWS", 5000),
         kubernetes=k8s,
+        train_window_days=_env_int("AI_FACTORY_TRAIN_WINDOW_DAYS", 7),
+        train_trials=_env_int("AI_FACTORY_TRAIN_TRIALS", 20),
+        train_workers=_env_int("AI_FACTORY_TRAIN_WORKERS", 2),
         drift_config=Path(_env("AI_FACTORY_DRIFT_CONFIG", str(PACKAGE_DIR / "config" / "drift.yaml"))),
     )
 

@@ -123,6 +123,8 @@ def _bad(kind: str, rec: dict) -> tuple[str, object, bytes | None]:
         return "/predict_batch", {"records": []}, None
     if kind == "not_json_content_type":
         return "/predict", None, b"age=35"
+    if kind == "bad_event_time":
+        return "/predict", rec, None
     raise AssertionError(kind)
 
 
@@ -137,11 +139,14 @@ def _bad(kind: str, rec: dict) -> tuple[str, object, bytes | None]:
     ("batch_too_large", 400, "records", "at most 1000 items"),
     ("empty_batch", 400, "records", "at least 1 item"),
     ("not_json_content_type", 415, "Content-Type", "application/json"),
+    ("bad_event_time", 400, "X-Event-Time", "ISO 8601"),
 ])
 def test_bad_requests_get_a_4xx_naming_the_field(server, good_record, kind, status, field, phrase):
     path, payload, raw = _bad(kind, good_record)
     headers = {"Content-Type": "application/x-www-form-urlencoded" if kind == "not_json_content_type"
                else "application/json"}
+    if kind == "bad_event_time":
+        headers["X-Event-Time"] = "yesterday"
     resp = httpx.post(f"{server['url']}{path}", content=raw if raw is not None else json.dumps(payload).encode(),
                       headers=headers, timeout=30)
     assert resp.status_code == status, resp.text
@@ -176,11 +181,17 @@ def test_schemathesis_fuzzing_of_the_openapi_schema_finds_no_server_error(server
 
 def test_served_records_are_logged_for_drift_monitoring(server, good_record):
     httpx.post(f"{server['url']}/predict", json={**good_record, "savings_balance": None}, timeout=10)
+    replayed = httpx.post(f"{server['url']}/predict_batch", json={"records": [good_record] * 3},
+                          headers={"X-Event-Time": "2026-04-07T22:30:00+02:00"}, timeout=10)
+    assert replayed.status_code == 200, replayed.text
     proc: subprocess.Popen = server["proc"]
     os.killpg(proc.pid, signal.SIGTERM)  # a clean stop flushes the buffer
     proc.wait(60)
     lake: DataLake = server["lake"]
-    [day] = lake.partitions(Zone.PREDICTIONS)
+    event_day, day = lake.partitions(Zone.PREDICTIONS)
+    assert str(event_day) == "2026-04-07"  # 20:30 UTC: the header's day, not the serving day
+    replay = lake.read_partition(Zone.PREDICTIONS, event_day)
+    assert len(replay) == 3 and (replay["timestamp"] == pd.Timestamp("2026-04-07T20:30:00Z")).all()
     logged = lake.read_partition(Zone.PREDICTIONS, day)
     spec = default_spec()
     assert list(logged.columns) == [*spec.feature_names, "prediction", "probability", "model_version", "timestamp"]

@@ -78,9 +78,10 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def http_post_json(url: str, payload: Any, timeout: float = 30.0) -> tuple[int, Any]:
+def http_post_json(url: str, payload: Any, timeout: float = 30.0,
+                   headers: dict[str, str] | None = None) -> tuple[int, Any]:
     req = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read() or b"null")

@@ -36,14 +36,18 @@ class LocalLayout:
     def model_store(self) -> Path:
         return self.root / "bentoml"
 
-    def export(self, start_date: str, **extra: str) -> None:
-        """Point this process (and every child it starts) at this layout."""
+    def export(self, start_date: str, db_url: str | None = None, **extra: str) -> None:
+        """Point this process (and every child it starts) at this layout.
+
+        The metadata DB is a SQLite file in the layout unless ``db_url`` names another
+        (e.g. PostgreSQL, which the scenario test uses).
+        """
         os.environ.update({
             "AI_FACTORY_DATA_ROOT": str(self.data_root),
             "BENTOML_HOME": str(self.model_store),
             "AI_FACTORY_START_DATE": start_date,
             "AIRFLOW_HOME": str(self.airflow_home),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.airflow_home / 'airflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url or f"sqlite:///{self.airflow_home / 'airflow.db'}",
             "GX_ANALYTICS_ENABLED": "false",
             **extra,
         })
@@ -64,7 +68,7 @@ def admin_password(home: Path) -> str:
     return password
 
 
-def local_stack(layout: LocalLayout, repo: Path, port: int, paused: bool, scheduled: bool = True) -> AirflowStack:
+def local_stack(layout: LocalLayout, repo: Path, port: int, paused: bool) -> AirflowStack:
     return AirflowStack(
         home=layout.airflow_home,
         dags_folder=repo / "dags",
@@ -73,5 +77,4 @@ def local_stack(layout: LocalLayout, repo: Path, port: int, paused: bool, schedu
         port=port,
         admin_password=admin_password(layout.airflow_home),
         paused_at_creation=paused,
-        extra_env={} if scheduled else {"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"},
     )

@@ -37,6 +37,10 @@ class WindowError(ValueError):
     """Not enough (or unreadable) validated data for a training window."""
 
 
+class NotEnoughData(WindowError):
+    """Fewer validated partitions than a window needs yet (a new dataset's first days)."""
+
+
 @dataclass(frozen=True)
 class TrainingWindow:
     spec_name: str
@@ -102,7 +106,7 @@ def build_window(
     if len(chosen) < need:
         where = lake.zone_path(Zone.VALIDATED)
         have = ", ".join(d.isoformat() for d in chosen) or "none"
-        raise WindowError(
+        raise NotEnoughData(
             f"{where}: need at least {need} validated partitions{f' up to {end}' if end else ''} "
             f"to train, found {len(chosen)} ({have})"
         )
