@@ -24,6 +24,8 @@ CORRUPT_DAY = FIRST_DAY + timedelta(days=7)      # day 8
 DRIFT_START = FIRST_DAY + timedelta(days=8)      # day 9
 PENDING_DAY = FIRST_DAY + timedelta(days=10)     # day 11: landed, not validated
 MISSING_DAY = FIRST_DAY + timedelta(days=11)     # day 12: never landed
+# Bait for the traversal tests: written beside the reports folder, must never be served.
+SECRET = "TOP-SECRET-0xC0FFEE: this file lies outside the reports folder"
 DRIFT_DAYS = [FIRST_DAY + timedelta(days=i) for i in range(3, 10)]  # days 4-10
 
 SMALL = {"hidden_size": 32, "n_layers": 1, "batch_size": 256, "max_epochs": 4, "patience": 4,
@@ -91,10 +93,23 @@ def _seed_quality(out: Seeded) -> None:
             log.info("seed: ds=%s quarantined, as intended", day)
 
 
+def _gate_config():
+    """The project's gate rules with a roomier latency budget.
+
+    On a shared 2-core test machine the p99 of in-process inference is noise-bound (25 ms is
+    exceeded by scheduling jitter alone), which would reject every model by latency. The
+    latency rule has its own tests (tests/serving); here decisions should turn on the metrics.
+    """
+    from ai_factory.gating import load_gate_config
+
+    cfg = load_gate_config()
+    return cfg.model_copy(update={"latency": cfg.latency.model_copy(
+        update={"single_ms_p99": 500.0, "batch_ms_p99": 2000.0, "repeats": 10, "warmup": 2})})
+
+
 def _seed_models(out: Seeded, runs: Path) -> None:
     from ai_factory.gating import run_gate
     from ai_factory.registry import ModelRegistry
-    from ai_factory.training import io
     from ai_factory.training.steps import evaluate, fit, make_window, register
 
     data_root = str(out.data_root)
@@ -108,11 +123,10 @@ def _seed_models(out: Seeded, runs: Path) -> None:
                        data_root=data_root, reference_rows=300, model_home=str(out.model_home))
         out.versions.append(reg["version"])
         registry = ModelRegistry(out.model_home, reg["tag"].split(":")[0])
-        decision = run_gate(reg["version"], registry=registry)
+        decision = run_gate(reg["version"], registry=registry, config=_gate_config())
         if decision.approved:
             registry.set_champion(reg["version"], reason=decision.reason, actor="deployment",
                                   expected=decision.champion, check_expected=True)
-        io.exists(window)  # keep the window file: the registry records its partitions
 
 
 def _seed_drift(out: Seeded) -> None:
