@@ -42,7 +42,7 @@ h2 { font-size:16px; margin:22px 0 8px; }
 .missing, .undecided { background:var(--none); }
 .error { background:#bc4c00; }
 .calendar { display:flex; flex-wrap:wrap; gap:6px; margin:8px 0 4px; }
-.calendar a, .calendar span { display:block; width:74px; padding:6px 4px; border-radius:6px; text-align:center;
+.calendar a, .calendar span { display:block; width:88px; padding:6px 4px; border-radius:6px; text-align:center;
         color:#fff; text-decoration:none; font-size:12px; line-height:1.25; }
 .calendar .missing { background:repeating-linear-gradient(45deg,#c9d1d9,#c9d1d9 4px,#d8dee4 4px,#d8dee4 8px);
         color:var(--fg); }
@@ -71,7 +71,9 @@ def report_link(path: str) -> str:
 
 
 def _num(x: Any, digits: int = 4) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+    if x is None:
+        return "—"
+    if isinstance(x, float) and not math.isfinite(x):
         return "n/a"
     if isinstance(x, int):
         return f"{x:,}"
@@ -268,7 +270,8 @@ def models_page(data: dict[str, Any], error: str | None = None) -> str:
     else:
         card = '<div class="card champion">No champion yet: no version has passed the gate.</div>'
     shown = [m for m in SHOWN_METRICS if any(m in v["metrics"] for v in versions)]
-    head = "".join(f'<th>{escape(m)}{" ★" if m == metric else ""}</th>' for m in shown)
+    head = "".join(f'<th>{escape(m)}{"<br><span class=muted>primary</span>" if m == metric else ""}</th>'
+                   for m in shown)
     rows, details = [], []
     for v in versions:
         d = v.get("decision")
