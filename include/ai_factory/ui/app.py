@@ -1,4 +1,4 @@
-"""The FastAPI app the Airflow plugin mounts at :data:`URL_PREFIX` on the api-server.
+"""The FastAPI app the Airflow plugin mounts at ``/ai-factory`` on the api-server (lazily: ui/lazy.py).
 
 Every route depends on Airflow's own ``get_user`` (``airflow.api_fastapi.core_api.security``):
 the JWT from the UI's session cookie or an ``Authorization: Bearer`` header, checked by the
@@ -31,7 +31,6 @@ from ai_factory.ui.reports import ReportNotFound, ReportPathError, ReportStore
 
 log = logging.getLogger(__name__)
 
-URL_PREFIX = "/ai-factory"
 # Reports are HTML built from data (Data Docs, Evidently). Served in Airflow's origin, they run
 # sandboxed: their scripts work but cannot act as the signed-in user against the Airflow API.
 REPORT_HEADERS = {
