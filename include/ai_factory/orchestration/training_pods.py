@@ -53,6 +53,7 @@ from airflow.sdk import BaseOperator
 from ai_factory.settings import KubernetesSettings, get_settings
 
 if TYPE_CHECKING:
+    from airflow.sdk import Context
     from kubernetes.client import models as k8s
 
     from ai_factory.orchestration.training_pod_operator import TrainingPodOperator
@@ -164,18 +165,19 @@ class TrainingPod(BaseOperator):
 
         return build_training_pod_operator(self)
 
-    def build_pod_request_obj(self, context: Any = None, *, dry_run: bool = False) -> k8s.V1Pod:
+    def build_pod_request_obj(self, context: Context | None = None, *, dry_run: bool = False) -> k8s.V1Pod:
         """The pod KubernetesPodOperator would submit (``dry_run=True``: no cluster needed)."""
         return self.pod_operator().build_pod_request_obj(context, dry_run=dry_run)
 
     def dry_run(self) -> None:
+        """Print the pod's YAML (KubernetesPodOperator.dry_run)."""
         self.pod_operator().dry_run()
 
-    def execute(self, context: Any) -> Any:
+    def execute(self, context: Context) -> Any:
         self._pod_operator = self.pod_operator()
         return self._pod_operator.execute(context)
 
-    def trigger_reentry(self, context: Any, event: dict[str, Any]) -> Any:
+    def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
         # Resumed in a new process after the deferral: the operator is built again.
         self._pod_operator = self.pod_operator()
         return self._pod_operator.trigger_reentry(context, event)
