@@ -19,14 +19,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-# Named here, not only inside ai_factory, so the dag-processor pre-imports the provider once
-# (parsing_pre_import_modules) instead of in every parse of this file.
-from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.sdk import Param, TaskGroup, dag, task
 
 from ai_factory.orchestration.assets import DRIFT_DETECTED, MODEL_CANDIDATE, VALIDATED_DATA
 from ai_factory.orchestration.defaults import default_args
-from ai_factory.orchestration.training_pods import TrainingPodOperator, training_pod_kwargs
+from ai_factory.orchestration.training_pods import TrainingPod, training_pod_kwargs
 from ai_factory.settings import get_settings
 
 SETTINGS = get_settings()
@@ -111,9 +108,9 @@ def training() -> None:
 
         pod = training_pod_kwargs(gpus="{{ params.gpus }}")
         k8s_start = pod_commands(run)
-        k8s_tune = TrainingPodOperator.partial(task_id="tune", name="ai-factory-tune", **pod).expand(arguments=k8s_start)
-        k8s_fit: KubernetesPodOperator = TrainingPodOperator(task_id="fit", name="ai-factory-fit",
-                                                             arguments=run["fit_command"], **pod)
+        # TrainingPod: the pod as plain data; the KubernetesPodOperator is built when it runs.
+        k8s_tune = TrainingPod.partial(task_id="tune", name="ai-factory-tune", **pod).expand(arguments=k8s_start)
+        k8s_fit = TrainingPod(task_id="fit", name="ai-factory-fit", arguments=run["fit_command"], **pod)
         k8s_tune >> k8s_fit
 
     @task(trigger_rule="none_failed_min_one_success")

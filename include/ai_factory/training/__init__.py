@@ -11,8 +11,8 @@ Modules (light to heavy):
 * ``tuning`` — Optuna storage/sampler/pruner/heartbeat wiring for N workers on one study.
 * ``steps`` — window → tune → fit → evaluate → register as functions over URIs.
 * ``predictor`` — ``load_predictor(version).predict_proba(df)`` for every consumer.
-* ``pods`` — KubernetesPodOperator settings for the training image (GPU pool).
 * ``cli`` — ``ai-factory train …`` / ``ai-factory models …`` (the container's command).
 
 Importing this package is cheap; torch, optuna and bentoml load in the modules that need them.
+The Kubernetes pods for tune/fit are in ``ai_factory.orchestration.training_pods``.
 """
