@@ -1,6 +1,6 @@
 """The whole loop under the real scheduler: ``ai-factory demo`` on a PostgreSQL metadata DB.
 
-Ten simulated days (logical dates driven by ``airflow backfill create``, not wall-clock
+Eight simulated days (logical dates driven by ``airflow backfill create``, not wall-clock
 days) through Airflow's own api-server, scheduler (LocalExecutor), dag-processor and
 triggerer: day 4 lands corrupt, covariate drift starts on day 7. Optuna's storage is a
 PostgreSQL database of its own. Everything asserted here is read back from what the run
@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.loop, pytest.mark.postgres]
 
 REPO = Path(__file__).resolve().parents[1]
 END = date(2026, 6, 10)
-DAYS = 10
+DAYS = 8
 START = END - timedelta(days=DAYS - 1)
 CORRUPT = START + timedelta(days=3)
 DRIFT_START = START + timedelta(days=6)
@@ -51,7 +51,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory):
     out = root / "story.json"
     env = {**os.environ, "AI_FACTORY_OPTUNA_STORAGE": f"{PG}/ai_factory_loop_optuna".replace("+psycopg2", "")}
     cmd = [sys.executable, "-m", "ai_factory.cli", "demo", "--state-dir", str(root / "state"), "--days", str(DAYS),
-           "--end", END.isoformat(), "--rows", "1500", "--db-url", f"{PG}/ai_factory_loop_airflow",
+           "--end", END.isoformat(), "--rows", "1000", "--trials", "3", "--db-url", f"{PG}/ai_factory_loop_airflow",
            "--json", str(out), "--keep-serving"]
     proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=3600)
     story = json.loads(out.read_text()) if out.exists() else None
@@ -124,7 +124,7 @@ def test_a_champion_is_deployed_serving_and_predictions_are_logged(loop):
     assert resp.json()["model_version"] == serving["champion"]
     lake = DataLake(loop["story"]["data_root"])
     served_days = [date.fromisoformat(d["ds"]) for d in loop["story"]["days"] if d["served"]]
-    assert served_days and served_days == [d for d in lake.partitions(Zone.PREDICTIONS) if d in served_days]
+    assert served_days and set(served_days) <= set(lake.partitions(Zone.PREDICTIONS))
     for d in served_days:
         logged = lake.read_partition(Zone.PREDICTIONS, d)
         assert len(logged) >= _day(loop, d)["served"]
@@ -137,7 +137,8 @@ def test_drift_is_detected_from_day_seven_and_triggers_retraining(loop):
     assert before and not any(d["drift"]["drift"] for d in before)
     day7 = _day(loop, DRIFT_START)
     assert day7["drift"]["drift"], day7["drift"]
-    assert day7["drift"]["current"]["kind"] == "served"  # the day's replayed traffic, not the batch file
+    assert day7["drift"]["current_source"] == "predictions"  # the day's served traffic, not the batch file
+    assert day7["drift"]["reference"].startswith("registry:"), day7["drift"]  # the champion's stored sample
     drift_runs = [r for r in _runs(loop, "training") if "drift_detected" in r["triggered_by"]]
     assert drift_runs and all(r["state"] == "success" for r in drift_runs)
     retrained = [m for d in loop["story"]["days"] if date.fromisoformat(d["ds"]) >= DRIFT_START for m in d["models"]]
