@@ -21,11 +21,13 @@ REPO = Path(__file__).resolve().parents[1]
 TMP = Path(tempfile.mkdtemp(prefix="aif-test-"))
 PG_DSN = os.environ.get("AI_FACTORY_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 TEST_DB = os.environ.get("AI_FACTORY_TEST_DB", "sqlite")
+# Its own database name lets several checkouts run the PostgreSQL pass side by side.
+PG_DB = os.environ.get("AI_FACTORY_TEST_PG_DB", "ai_factory_airflow_test")
 
 
 def _airflow_conn() -> str:
     if TEST_DB == "postgres":
-        return f"{PG_DSN}/ai_factory_airflow_test"
+        return f"{PG_DSN}/{PG_DB}"
     return f"sqlite:///{TMP / 'airflow.db'}"
 
 
@@ -62,7 +64,7 @@ def _recreate_pg_database(name: str) -> None:
 def airflow_db() -> Iterator[str]:
     """A migrated Airflow metadata DB (SQLite by default, PostgreSQL with AI_FACTORY_TEST_DB=postgres)."""
     if TEST_DB == "postgres":
-        _recreate_pg_database("ai_factory_airflow_test")
+        _recreate_pg_database(PG_DB)
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, env=os.environ.copy(),
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     yield os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]

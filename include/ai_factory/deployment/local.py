@@ -313,6 +313,24 @@ class LocalTarget:
     def active(self) -> dict[str, Any] | None:
         return self.read_state().get("active")
 
+    def forget_processes(self, reason: str) -> dict[str, Any]:
+        """Drop every process record (front, active, candidates) after a restart; returns what was dropped.
+
+        Pids are only meaningful in the process namespace that started them: after a container
+        or machine restart none of the recorded servers exists, and a recycled pid would make a
+        dead server look alive. The registry is untouched; ``ensure`` then starts the champion.
+        """
+        with self._locked() as state:
+            dropped = {"front": state.get("front"), "active": state.get("active"),
+                       "candidates": state.get("candidates") or {}}
+            active = dropped["active"] or {}
+            state.update({"front": None, "active": None, "candidates": {}})
+            if active:
+                state.setdefault("history", []).append({"at": datetime.now(UTC).isoformat(), "to": None,
+                                                        "from": active.get("version"), "reason": reason})
+        log.info("forgot the serving processes recorded in %s (%s)", self.state_file, reason)
+        return dropped
+
     def stop_all(self) -> None:
         """Stop the front and every backend this target started (``ai-factory serve stop``)."""
         state = self.read_state()

@@ -149,6 +149,11 @@ def run_drift_check(
     warmup = _import_evidently_in_background()
     plan = plan or plan_inputs(lake, day, spec, config, provider)
     current, reference = load_inputs(lake, plan, spec, config, provider)
+    # The drift tests import parts of Evidently themselves: two threads importing the same
+    # package at once can deadlock on its circular imports (CPython raises _DeadlockError in
+    # one and leaves the other with a half-initialised module). Overlap the import with the
+    # data loading only.
+    warmup.join()
     t_load = time.perf_counter()
 
     tests = drift_tests(spec, config, current, reference.data)
@@ -158,7 +163,6 @@ def run_drift_check(
     decision = decide(columns, quality, key_columns, config.drift.share_threshold)
     t_decide = time.perf_counter()
 
-    warmup.join()
     summary, html_text, json_text = _report_and_summary(day, plan, spec, config, current, reference, tests, columns,
                                                          quality, decision, key_columns)
     t_report = time.perf_counter()

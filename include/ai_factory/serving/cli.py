@@ -76,6 +76,8 @@ def cmd_serve_ensure(args: argparse.Namespace) -> int:
     from ai_factory.registry import ModelRegistry
 
     target = LocalTarget.from_settings()
+    if getattr(args, "forget_processes", False):
+        target.forget_processes("ensure --forget-processes: the serving host restarted")
     champion = ModelRegistry.from_settings().champion()
     if champion is None:
         log.info("no champion yet: nothing to serve")
@@ -114,7 +116,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     ssub = s.add_subparsers(dest="serve_cmd", required=True)
     ssub.add_parser("status", help="what serves at the stable address").set_defaults(func=cmd_serve_status)
     ssub.add_parser("stop", help="stop the front and every model server").set_defaults(func=cmd_serve_stop)
-    ssub.add_parser("ensure", help="serve the champion if nothing does").set_defaults(func=cmd_serve_ensure)
+    e = ssub.add_parser("ensure", help="serve the champion if nothing does")
+    e.add_argument("--forget-processes", action="store_true",
+                   help="the host or container restarted: treat every recorded server as gone (pids are "
+                        "not comparable across restarts) and start the champion afresh")
+    e.set_defaults(func=cmd_serve_ensure)
     m = ssub.add_parser("manifests", help="print the Kubernetes Deployment + Service for a version")
     m.add_argument("--version", required=True)
     m.set_defaults(func=cmd_serve_manifests)
