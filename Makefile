@@ -50,14 +50,14 @@ demo: $(STAMP)
 	@$(BIN)/ai-factory demo
 
 test: $(STAMP) $(CHROMIUM_STAMP)
-	$(BIN)/python -m pytest -m "not loop"
+	$(BIN)/python -m pytest -m "not scenario"
 	@if $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 2)" 2>/dev/null; then \
-		echo "== end-to-end tests again on PostgreSQL (metadata DB), and the whole loop =="; \
-		AI_FACTORY_TEST_DB=postgres $(BIN)/python -m pytest -m "(e2e or loop) and not ui"; \
-	else echo "!! PostgreSQL not reachable at 127.0.0.1:5432: skipped the PostgreSQL end-to-end pass and the loop"; fi
+		echo "== end-to-end tests again on PostgreSQL (metadata DB), and the scenarios (whole loop, backfill reproducibility) =="; \
+		AI_FACTORY_TEST_DB=postgres $(BIN)/python -m pytest -m "(e2e or scenario) and not ui"; \
+	else echo "!! PostgreSQL not reachable at 127.0.0.1:5432: skipped the PostgreSQL end-to-end pass and the scenarios"; fi
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not e2e and not loop"
+	$(BIN)/python -m pytest -m "not e2e and not scenario"
 
 lint: $(STAMP)
 	$(BIN)/ruff check dags include plugins bentos tests bench

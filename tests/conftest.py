@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from pg import PG_DSN, recreate_pg_database
+
 REPO = Path(__file__).resolve().parents[1]
 TMP = Path(tempfile.mkdtemp(prefix="aif-test-"))
-PG_DSN = os.environ.get("AI_FACTORY_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 TEST_DB = os.environ.get("AI_FACTORY_TEST_DB", "sqlite")
 # Its own database name lets several checkouts run the PostgreSQL pass side by side.
 PG_DB = os.environ.get("AI_FACTORY_TEST_PG_DB", "ai_factory_airflow_test")
@@ -49,22 +50,11 @@ _ENV = {
 os.environ.update(_ENV)
 
 
-def _recreate_pg_database(name: str) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-
-
 @pytest.fixture(scope="session")
 def airflow_db() -> Iterator[str]:
     """A migrated Airflow metadata DB (SQLite by default, PostgreSQL with AI_FACTORY_TEST_DB=postgres)."""
     if TEST_DB == "postgres":
-        _recreate_pg_database(PG_DB)
+        recreate_pg_database(PG_DB)
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, env=os.environ.copy(),
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     yield os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]

@@ -36,7 +36,7 @@ from ai_factory.storage import Zone
 
 from airflow_helpers import asset_events, dag_runs, run_task_states, wait_for_dag
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.scenario]
 
 DAYS = [date(2026, 7, d) for d in range(1, 8)]
 CORRUPT = date(2026, 7, 4)

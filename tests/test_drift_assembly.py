@@ -6,7 +6,6 @@ from datetime import date, timedelta
 
 import pandas as pd
 import pytest
-from drift_fixtures import MODEL_VERSION, served, week_before, write_predictions, write_validated
 
 from ai_factory.data.generate import generate_day, to_parquet_bytes
 from ai_factory.monitoring.assembly import (
@@ -22,6 +21,8 @@ from ai_factory.monitoring.assembly import (
 from ai_factory.monitoring.config import parse_config
 from ai_factory.spec import default_spec
 from ai_factory.storage import Zone
+
+from drift_fixtures import MODEL_VERSION, served, week_before, write_predictions, write_validated
 
 DS = date(2026, 2, 10)
 SPEC = default_spec()

@@ -12,7 +12,6 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
-from drift_fixtures import drift, served
 
 from ai_factory.data.generate import generate_day
 from ai_factory.monitoring.assembly import normalise
@@ -29,6 +28,8 @@ from ai_factory.monitoring.stattests import (
     select_test,
 )
 from ai_factory.spec import default_spec, parse_spec
+
+from drift_fixtures import drift, served
 
 SPEC = default_spec()
 CONFIG = parse_config({})

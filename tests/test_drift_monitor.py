@@ -6,12 +6,13 @@ import json
 from datetime import date
 
 import pytest
-from drift_fixtures import champion_reference, drift, week_before, write_predictions
 
 from ai_factory.monitoring.config import parse_config
 from ai_factory.monitoring.monitor import run_drift_check
 from ai_factory.monitoring.summary import DriftSummary
 from ai_factory.storage import Zone
+
+from drift_fixtures import champion_reference, drift, week_before, write_predictions
 
 DS = date(2026, 4, 10)
 WITH_CHAMPION = parse_config({"reference": {"provider": "drift_fixtures:champion_reference"}})

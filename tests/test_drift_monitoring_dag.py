@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
-from drift_fixtures import drift, week_before, write_config, write_predictions, write_validated
 
 from ai_factory.storage import Zone
 
 from airflow_helpers import asset_events, task_states
+from drift_fixtures import drift, week_before, write_config, write_predictions, write_validated
 
 pytestmark = pytest.mark.e2e
 
@@ -95,9 +95,9 @@ def test_quarantined_day_is_skipped_not_failed(airflow_db, dagbag, lake):
 
 
 def test_bad_served_file_fails_with_the_file_and_column(airflow_db, dagbag, lake, caplog):
-    from drift_fixtures import served
-
     from ai_factory.data.generate import generate_day, to_parquet_bytes
+
+    from drift_fixtures import served
 
     ds = date(2026, 6, 16)
     week_before(lake, ds, rows=300)

@@ -21,7 +21,9 @@ import pytest
 
 from ai_factory.storage import DataLake, Zone
 
-pytestmark = [pytest.mark.loop, pytest.mark.postgres]
+from pg import recreate_pg_database
+
+pytestmark = [pytest.mark.scenario, pytest.mark.postgres]
 
 REPO = Path(__file__).resolve().parents[1]
 END = date(2026, 6, 10)
@@ -29,29 +31,17 @@ DAYS = 8
 START = END - timedelta(days=DAYS - 1)
 CORRUPT = START + timedelta(days=3)
 DRIFT_START = START + timedelta(days=6)
-PG = "postgresql+psycopg2://postgres@127.0.0.1:5432"
-
-
-def _recreate(name: str) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
 
 
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory: pytest.TempPathFactory):
-    _recreate("ai_factory_loop_airflow")
-    _recreate("ai_factory_loop_optuna")
+    airflow_db = recreate_pg_database("ai_factory_loop_airflow")
+    optuna_db = recreate_pg_database("ai_factory_loop_optuna")
     root = tmp_path_factory.mktemp("loop")
     out = root / "story.json"
-    env = {**os.environ, "AI_FACTORY_OPTUNA_STORAGE": f"{PG}/ai_factory_loop_optuna".replace("+psycopg2", "")}
+    env = {**os.environ, "AI_FACTORY_OPTUNA_STORAGE": optuna_db}
     cmd = [sys.executable, "-m", "ai_factory.cli", "demo", "--state-dir", str(root / "state"), "--days", str(DAYS),
-           "--end", END.isoformat(), "--rows", "1000", "--trials", "3", "--db-url", f"{PG}/ai_factory_loop_airflow",
+           "--end", END.isoformat(), "--rows", "1000", "--trials", "3", "--db-url", airflow_db,
            "--json", str(out), "--keep-serving"]
     proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=3600)
     story = json.loads(out.read_text()) if out.exists() else None

@@ -25,9 +25,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
 
-from training_helpers import FIRST_DAY, SMALL_PARAMS, write_validated  # noqa: E402
-
 from ai_factory.storage import DataLake  # noqa: E402
+
+from training_helpers import FIRST_DAY, SMALL_PARAMS, write_validated  # noqa: E402
 
 DAYS = 6
 ROWS = 700

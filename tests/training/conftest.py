@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from training_helpers import write_validated
 
 from ai_factory.storage import DataLake
+
+from training_helpers import write_validated
 
 
 @pytest.fixture

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from training_helpers import SMALL_PARAMS
 
 from ai_factory.cli import main
+
+from training_helpers import SMALL_PARAMS
 
 
 def _run(capsys, *argv: str) -> tuple[int, dict | None, str]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import optuna
 import pytest
-from training_helpers import write_validated
 
 from ai_factory.registry import ModelRegistry
 from ai_factory.settings import get_settings
 from ai_factory.training import tuning
 
 from airflow_helpers import asset_events
+from training_helpers import write_validated
 
 pytestmark = pytest.mark.e2e
 

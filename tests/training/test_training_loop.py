@@ -6,13 +6,14 @@ import io as _io
 
 import pytest
 import torch
-from training_helpers import SMALL_PARAMS, toy_frame, toy_spec
 
 from ai_factory.training import io
 from ai_factory.training.config import TrainParams
 from ai_factory.training.device import select_device
 from ai_factory.training.loop import CHECKPOINT_FILE, CheckpointStore
 from ai_factory.training.steps import fit_prepared, prepare
+
+from training_helpers import SMALL_PARAMS, toy_frame, toy_spec
 
 DEVICE = select_device("cpu")
 

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from training_helpers import toy_frame, toy_spec
 
 from ai_factory.settings import PACKAGE_DIR
 from ai_factory.spec import load_spec
@@ -15,6 +14,8 @@ from ai_factory.training.metrics import baseline_metrics, compute_metrics, expec
 from ai_factory.training.model import ModelConfig, TabularMLP, embedding_dim, outputs_to_predictions
 from ai_factory.training.preprocess import InputError, Preprocessor
 from ai_factory.training.steps import build_model
+
+from training_helpers import toy_frame, toy_spec
 
 
 @pytest.mark.parametrize(("task", "out_shape"), [("binary", (64,)), ("multiclass", (64, 3)), ("regression", (64,))])

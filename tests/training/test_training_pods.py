@@ -20,12 +20,13 @@ from typing import Any
 import pytest
 from kubernetes.client import ApiClient
 from kubernetes.client import models as k8s
-from training_helpers import write_validated
 
 from ai_factory.orchestration.training_pod_operator import TrainingPodOperator
 from ai_factory.orchestration.training_pods import TrainingPod, training_pod_kwargs
 from ai_factory.settings import get_settings, reset_settings
 from ai_factory.training.plan import RunOptions, plan_run
+
+from training_helpers import write_validated
 
 REPO = Path(__file__).resolve().parents[2]
 COMMAND = ["train", "fit", "--window", "/data/training/runs/r1/window.json", "--study", "credit_default.r1",

@@ -8,7 +8,6 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
-from training_helpers import SMALL_PARAMS
 
 from ai_factory.registry import ChampionConflict, ModelRegistry, RegistryError
 from ai_factory.spec import default_spec
@@ -17,6 +16,8 @@ from ai_factory.training.predictor import Predictor, load_predictor
 from ai_factory.training.preprocess import InputError
 from ai_factory.training.steps import evaluate, fit, make_window, register
 from ai_factory.training.window import TrainingWindow, load_frames
+
+from training_helpers import SMALL_PARAMS
 
 
 @pytest.fixture

@@ -8,10 +8,11 @@ import signal
 import time
 
 import torch
-from training_helpers import cli_popen, run_cli, write_validated
 
 from ai_factory.training import io
 from ai_factory.training.loop import CHECKPOINT_FILE
+
+from training_helpers import cli_popen, run_cli, write_validated
 
 PARAMS = {"hidden_size": 64, "n_layers": 2, "batch_size": 64, "max_epochs": 12, "patience": 12,
           "embedding_dim_max": 4}

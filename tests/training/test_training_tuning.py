@@ -10,12 +10,13 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
-from training_helpers import cli_popen, recreate_pg_database
 
 from ai_factory.spec import default_spec
 from ai_factory.training import tuning
 from ai_factory.training.config import load_search_space
 from ai_factory.training.steps import fit, make_window, tune_worker
+
+from training_helpers import cli_popen, recreate_pg_database
 
 GOOD = {"learning_rate": 1e-2, "hidden_size": 32}
 BAD = {"learning_rate": 1e-6, "hidden_size": 32}  # learns nothing in 3 epochs

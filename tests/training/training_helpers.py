@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from ai_factory.data.generate import generate_day, to_parquet_bytes
 from ai_factory.spec import DatasetSpec, parse_spec
 from ai_factory.storage import DataLake, Zone
 
+from pg import recreate_pg_database  # noqa: F401 - re-exported for the training tests
+
 FIRST_DAY = date(2026, 3, 1)
-PG_DSN = os.environ.get("AI_FACTORY_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 
 # Small, fast settings shared by the tests (a real model, just a small one).
 SMALL_PARAMS = {"hidden_size": 32, "n_layers": 1, "batch_size": 256, "max_epochs": 4, "patience": 4,
@@ -81,17 +81,3 @@ def cli_popen(*args: str, log_path: Path) -> subprocess.Popen:
                             env=os.environ.copy())
 
 
-def recreate_pg_database(name: str) -> str:
-    """Drop and create ``name`` on the test PostgreSQL; returns its SQLAlchemy URL (skips if unreachable)."""
-    import psycopg2
-
-    try:
-        conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=5)
-    except psycopg2.OperationalError as exc:
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return f"{PG_DSN}/{name}"
