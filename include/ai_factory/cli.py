@@ -207,9 +207,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if layout.root.exists() and not args.keep:
         shutil.rmtree(layout.root)
     scenario = Scenario.standard(end=args.end or date.today() - timedelta(days=1), days=args.days, rows=args.rows)
-    # The demo drives every logical date itself (one backfill per DAG and day). A DAG start date
-    # far in the future keeps the scheduler from adding cron runs of its own, while it still
-    # creates the Asset-triggered runs (training, model_gate, deployment) as in production.
+    # The demo drives every logical date itself (one triggered run per daily DAG and day). A DAG
+    # start date far in the future keeps the scheduler from adding cron runs of its own, while it
+    # still creates the Asset-triggered runs (training, model_gate, deployment) as in production.
     layout.export(NO_CRON_START, db_url=args.db_url,
                   **demo_environment(args.serve_port or free_port(), trials=args.trials))
     stack = local_stack(layout, repo, port=args.port or free_port(), paused=False)
