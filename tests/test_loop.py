@@ -1,6 +1,6 @@
 """The whole loop under the real scheduler: ``ai-factory demo`` on a PostgreSQL metadata DB.
 
-Eight simulated days (logical dates driven by ``airflow dags trigger --logical-date``, not wall-clock
+Eight simulated days (logical dates driven by ``airflow backfill create``, not wall-clock
 days) through Airflow's own api-server, scheduler (LocalExecutor), dag-processor and
 triggerer: day 4 lands corrupt, covariate drift starts on day 7. Optuna's storage is a
 PostgreSQL database of its own. Everything asserted here is read back from what the run
@@ -76,7 +76,7 @@ def test_quality_runs_each_day_and_the_corrupt_day_is_quarantined(loop):
     for i in range(DAYS):
         day = START + timedelta(days=i)
         [run] = _runs(loop, "data_quality", day)
-        assert run["run_type"] == "manual" and run["run_id"] == f"demo__{day.isoformat()}"
+        assert run["run_type"] == "backfill"
         if day == CORRUPT:
             assert (_day(loop, day)["quality"], run["state"]) == ("quarantined", "failed")
             assert "expect_column_values_to_be_between" in _day(loop, day)["detail"]

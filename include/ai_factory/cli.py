@@ -207,7 +207,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if layout.root.exists() and not args.keep:
         shutil.rmtree(layout.root)
     scenario = Scenario.standard(end=args.end or date.today() - timedelta(days=1), days=args.days, rows=args.rows)
-    # The demo drives every logical date itself (one triggered run per daily DAG and day). A DAG
+    # The demo drives every logical date itself (a one-day backfill per daily DAG and day). A DAG
     # start date far in the future keeps the scheduler from adding cron runs of its own, while it
     # still creates the Asset-triggered runs (training, model_gate, deployment) as in production.
     layout.export(NO_CRON_START, db_url=args.db_url,

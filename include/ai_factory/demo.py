@@ -2,7 +2,7 @@
 
 ``make demo`` (``ai-factory demo``) and the scenario tests use this. For each simulated day
 it lands that day's data, asks Airflow for that day's runs of the time-scheduled DAGs
-(``airflow dags trigger --logical-date``: logical dates, not wall-clock days), waits
+(``airflow backfill create`` over one day: logical dates, not wall-clock days), waits
 until every run they trigger through Assets has finished, and reads back what happened
 from the metadata DB and the data zones.
 """
@@ -201,24 +201,15 @@ class DemoRunner:
             time.sleep(1)
         raise TimeoutError(f"DAGs {dag_ids} were not parsed by the dag-processor within {timeout:.0f}s")
 
-    def trigger_day(self, dag_id: str, day: date, attempts: int = 15) -> None:
-        """Create ``dag_id``'s run for logical date ``day`` (``airflow dags trigger --logical-date``).
-
-        A triggered run, not a one-day backfill: Airflow counts backfill runs as the DAG's
-        latest automated run and would then schedule every day from there up to today on its
-        own, racing the demo. Triggered runs leave the DAG's schedule alone (and the demo's
-        start date lies far in the future, so the scheduler adds no cron runs).
-        """
-        logical = f"{day.isoformat()}T00:00:00+00:00"
-        proc = None
+    def backfill_day(self, dag_id: str, day: date, attempts: int = 15) -> None:
         for _ in range(attempts):
-            proc = self.stack.airflow("dags", "trigger", dag_id, "--logical-date", logical,
-                                      "--run-id", f"demo__{day.isoformat()}", check=False)
-            if proc.returncode == 0 or "already exists" in (proc.stderr + proc.stdout):
+            proc = self.stack.airflow("backfill", "create", "--dag-id", dag_id, "--from-date", day.isoformat(),
+                                      "--to-date", day.isoformat(), "--reprocess-behavior", "completed",
+                                      check=False)
+            if proc.returncode == 0:
                 return
             time.sleep(2)
-        raise RuntimeError(f"airflow dags trigger {dag_id} --logical-date {logical} failed:\n"
-                           f"{(proc.stderr if proc else '')[-3000:]}")
+        raise RuntimeError(f"airflow backfill create {dag_id} {day} failed:\n{proc.stderr[-3000:]}")
 
     def wait_quiescent(self) -> None:
         """Until no run is queued or running and no asset trigger waits, twice in a row."""
@@ -275,10 +266,10 @@ class DemoRunner:
         since = datetime.now().astimezone()
         t0 = time.monotonic()
         self.land(day)
-        self.trigger_day("data_quality", day)
+        self.backfill_day("data_quality", day)
         self.wait_quiescent()  # quality → (validated_data) training → gate → deployment
         served = self.replay_traffic(day)
-        self.trigger_day("drift_monitoring", day)
+        self.backfill_day("drift_monitoring", day)
         self.wait_quiescent()  # drift → (drift_detected) training → gate → deployment
         story = self.describe(day, since)
         story.served, story.wall_seconds = served, time.monotonic() - t0
