@@ -38,6 +38,7 @@ from ai_factory.serving.middleware import JSONOnly
 from ai_factory.serving.runtime import MODEL_TAG_ARG, Scorer, records_array, resolve_model_tag, spec_of_model
 
 with bentoml.importing():
+    import aiohttp
     import numpy as np
 
 log = logging.getLogger("ai_factory.service")
@@ -55,6 +56,8 @@ BATCHING = CONFIG.adaptive_batching
 PREDICTIONS_TOTAL = bentoml.metrics.Counter(
     name="ai_factory_predictions", documentation="Records scored, by endpoint and model version",
     labelnames=["endpoint", "model_version"])
+RUNNER_RETRIES_TOTAL = bentoml.metrics.Counter(
+    name="ai_factory_runner_retries", documentation="Model runner calls retried after a dropped connection")
 OUT_OF_SPEC_TOTAL = bentoml.metrics.Counter(
     name="ai_factory_out_of_spec_values", documentation="Served values outside the spec (range or category)",
     labelnames=["feature"])
@@ -65,6 +68,8 @@ OUT_OF_SPEC_TOTAL = bentoml.metrics.Counter(
     resources={"cpu": CONFIG.resources.cpu},
     traffic={"timeout": CONFIG.traffic.timeout_seconds, "max_concurrency": CONFIG.traffic.max_concurrency},
     workers=1,
+    runner_connection={"max_requests": CONFIG.runner_connection.max_requests,
+                       "max_age": CONFIG.runner_connection.max_age_seconds},
 )
 class ModelRunner:
     """Holds the model; one batchable inference method."""
@@ -127,12 +132,23 @@ class ModelService:
             # of CPU, cheaper than a hop to the runner or a thread hand-off.
             outputs = self.scorer.outputs(self.predictor, records)
         else:
-            outputs = await self.runner.to_async.infer(records_array(SPEC, records))
+            outputs = await self._infer(records_array(SPEC, records))
         responses = self.scorer.responses(np.asarray(outputs), self.version, warnings)
         predictions, probabilities = Scorer.log_columns(responses)
         self.logger.log(records, predictions, probabilities, self.version, datetime.now(UTC))
         PREDICTIONS_TOTAL.labels(endpoint=endpoint, model_version=self.version).inc(len(records))
         return responses
+
+    async def _infer(self, rows: np.ndarray) -> np.ndarray:
+        try:
+            return await self.runner.to_async.infer(rows)
+        except aiohttp.ClientConnectionError as exc:
+            # BentoML's client to the runner can drop a request in flight when it recycles its
+            # session or reuses a connection the runner just closed (bentoml/BentoML#4971, #5540).
+            # Scoring has no side effects, so one retry on a fresh connection is safe.
+            log.warning("model runner connection failed (%s: %s); retrying once", type(exc).__name__, exc)
+            RUNNER_RETRIES_TOTAL.inc()
+            return await self.runner.to_async.infer(rows)
 
     @bentoml.api(route="/predict", input_spec=RECORD, output_spec=PREDICTION)
     async def predict(self, **record: Any) -> BaseModel:

@@ -40,6 +40,19 @@ class Traffic(_Strict):
     max_concurrency: int = Field(default=1024, ge=1)
 
 
+class RunnerConnection(_Strict):
+    """How the API process's client to the model runner recycles its HTTP session.
+
+    BentoML 1.4.39 closes that session every ``max_requests`` requests (default 100) or
+    ``max_age_seconds``, failing the requests still in flight on it with 500s
+    (bentoml/BentoML#4971, #5540): at 200 req/s that is a few per second. Recycling is only
+    useful for remote runners behind changing addresses; here the runner is a local socket.
+    """
+
+    max_requests: int = Field(default=1_000_000_000, ge=1)
+    max_age_seconds: float = Field(default=86_400, gt=0)
+
+
 class Resources(_Strict):
     cpu: str = "1"
 
@@ -60,6 +73,7 @@ class ServingConfig(_Strict):
     single_record_scoring: SingleRecordScoring = "in_process"
     adaptive_batching: AdaptiveBatching = AdaptiveBatching()
     traffic: Traffic = Traffic()
+    runner_connection: RunnerConnection = RunnerConnection()
     resources: Resources = Resources()
     prediction_log: PredictionLogConfig = PredictionLogConfig()
 
