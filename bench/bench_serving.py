@@ -1,15 +1,17 @@
 """Serving benchmark: a real ``bentoml serve`` under load from a separate process.
 
 ``python -m bench serving``. Trains a small real model on generated data in a throwaway store,
-then for each configuration (adaptive batching on/off × prediction logging on/off) starts the
-service, and drives it with :mod:`ai_factory.deployment.loadgen` in its own process:
+then for each configuration (single records scored in the API process or through the runner ×
+adaptive batching on/off × prediction logging on/off) starts the service, and drives it with
+:mod:`ai_factory.deployment.loadgen` in its own process:
 
 * single records at a fixed 200 req/s (open loop) → latency p50/p99 at the goal's traffic;
 * single records, closed loop (16 concurrent) → throughput ceiling;
 * batches of 32 records, closed loop (4 concurrent) → rows/s.
 
 The serving overhead ratio is served rows/s ÷ in-process ``Predictor`` rows/s on the same batch
-size. Finally the switch gap: traffic at 100 req/s through the stable front while the local
+size (records in, as the service calls it; the DataFrame path is shown beside it).
+``AIF_BENCH_REPEATS=n`` runs the whole configuration sweep n times (stability check). Finally the switch gap: traffic at 100 req/s through the stable front while the local
 target deploys a second version beside the first and switches to it.
 """
 
@@ -27,6 +29,9 @@ from pathlib import Path
 from bench.common import isolated_env, table
 
 REPO = Path(__file__).resolve().parents[1]
+# (single_record_scoring, adaptive batching, prediction log) per served configuration.
+CONFIGS = [(single, batching, logging_) for single in ("in_process", "runner") for batching in (True, False)
+           for logging_ in (False, True)]
 
 
 def _train(tmp: Path, run_key: str, end_day: int, seed: int) -> str:
@@ -59,25 +64,28 @@ def _setup() -> tuple[Path, list[str], list[dict]]:
     return tmp, tags, frame_to_records(default_spec(), holdout.head(256))
 
 
-def _in_process_rows_per_s(tag: str, records: list[dict], batch: int, seconds: float = 3.0) -> float:
+def _in_process_rows_per_s(tag: str, records: list[dict], batch: int, frame: bool, seconds: float = 3.0) -> float:
     import pandas as pd
     import torch
 
     from ai_factory.training.predictor import load_predictor
 
-    torch.set_num_threads(1)  # what the runner process uses
+    torch.set_num_threads(1)  # what the service processes use
     predictor = load_predictor(tag)
-    frame = pd.DataFrame.from_records(records[:batch])
+    data = pd.DataFrame.from_records(records[:batch]) if frame else records[:batch]
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        predictor.predict_proba(frame)
+        predictor.predict_proba(data)
         n += batch
     return n / (time.perf_counter() - t0)
 
 
-def _serve(tag: str, port: int, batching: bool, logging_: bool, log_path: Path) -> subprocess.Popen:
+def _serve(tag: str, port: int, single: str, batching: bool, logging_: bool, log_path: Path) -> subprocess.Popen:
     env = {**os.environ, "AI_FACTORY_MODEL_TAG": tag, "AI_FACTORY_SERVE_BATCHING": str(batching).lower(),
-           "AI_FACTORY_PREDICTION_LOG": str(logging_).lower(), "BENTOML_DO_NOT_TRACK": "true"}
+           "AI_FACTORY_PREDICTION_LOG": str(logging_).lower(), "AI_FACTORY_SERVE_SINGLE": single,
+           "BENTOML_DO_NOT_TRACK": "true",
+           # The service imports this checkout's package, whatever is installed in the venv.
+           "PYTHONPATH": os.pathsep.join([str(REPO / "include"), os.environ.get("PYTHONPATH", "")])}
     out = open(log_path, "wb")  # noqa: SIM115 - owned by the child
     return subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "service:ModelService", "--host", "127.0.0.1",
                              "--port", str(port)], cwd=REPO / "bentos", env=env, stdout=out,
@@ -114,23 +122,51 @@ def bench_configs(tmp: Path, tag: str, records: list[dict]) -> list[dict]:
 
     out = []
     batch = records[:32]
-    for batching in (True, False):
-        for logging_ in (False, True):
-            port = free_port()
-            log_path = tmp / f"serve-{batching}-{logging_}.log"
-            proc = _serve(tag, port, batching, logging_, log_path)
-            url = f"http://127.0.0.1:{port}"
-            try:
-                wait_ready(url, proc.pid, 180, log_path)
-                _load(f"{url}/predict", records[0], tmp, mode="closed", concurrency=4, duration=3)  # warm-up
-                rate = _load(f"{url}/predict", records[0], tmp, mode="rate", rps=200, duration=15)
-                closed = _load(f"{url}/predict", records[0], tmp, mode="closed", concurrency=16, duration=10)
-                bulk = _load(f"{url}/predict_batch", {"records": batch}, tmp, mode="closed", concurrency=4,
-                             duration=10, rows_per_request=32)
-            finally:
-                _stop(proc)
-            out.append({"batching": batching, "logging": logging_, "rate": rate, "closed": closed, "batch": bulk})
+    for single, batching, logging_ in CONFIGS:
+        port = free_port()
+        log_path = tmp / f"serve-{single}-{batching}-{logging_}.log"
+        proc = _serve(tag, port, single, batching, logging_, log_path)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(url, proc.pid, 180, log_path)
+            _load(f"{url}/predict", records[0], tmp, mode="closed", concurrency=4, duration=3)  # warm-up
+            before = _cpu_snapshot(proc)
+            rate = _load(f"{url}/predict", records[0], tmp, mode="rate", rps=200, duration=15)
+            closed = _load(f"{url}/predict", records[0], tmp, mode="closed", concurrency=16, duration=10)
+            bulk = _load(f"{url}/predict_batch", {"records": batch}, tmp, mode="closed", concurrency=4,
+                         duration=10, rows_per_request=32)
+            after = _cpu_snapshot(proc)
+        finally:
+            _stop(proc)
+        foreign = ((after[1] - before[1]) - (after[2] - before[2])) / (after[0] - before[0])
+        out.append({"single": single, "batching": batching, "logging": logging_, "rate": rate, "closed": closed,
+                    "batch": bulk, "foreign_cores": max(foreign, 0.0)})
     return out
+
+
+def _cpu_snapshot(server: subprocess.Popen) -> tuple[float, float, float]:
+    """(wall s, CPU s the whole machine was busy, CPU s of this benchmark: itself, its load processes, the server).
+
+    The difference of the last two over an interval is what other jobs on the machine used meanwhile.
+    """
+    import resource
+
+    import psutil
+
+    t = psutil.cpu_times()
+    busy = sum(t) - t.idle - getattr(t, "iowait", 0.0)
+    own = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):  # finished loadgen runs count as children
+        r = resource.getrusage(who)
+        own += r.ru_utime + r.ru_stime
+    try:
+        root = psutil.Process(server.pid)
+        for p in [root, *root.children(recursive=True)]:
+            c = p.cpu_times()
+            own += c.user + c.system + c.children_user + c.children_system
+    except psutil.NoSuchProcess:
+        pass
+    return time.monotonic(), busy, own
 
 
 def bench_switch(tmp: Path, tags: list[str], records: list[dict]) -> dict:
@@ -182,37 +218,51 @@ def bench_switch(tmp: Path, tags: list[str], records: list[dict]) -> dict:
         target.stop_all()
 
 
-def main() -> None:
-    tmp, tags, records = _setup()
-    scratch = Path(tempfile.mkdtemp(prefix="aif-bench-serving-"))
-    inproc = {b: _in_process_rows_per_s(tags[0], records, b) for b in (1, 32)}
-    configs = bench_configs(scratch, tags[0], records)
+def _report(configs: list[dict], inproc: dict, label: str) -> None:
+    def on(flag: bool) -> str:
+        return "on" if flag else "off"
 
-    sys.stdout.write("\n### Latency and throughput (one `bentoml serve`: API process + batched model runner)\n\n")
+    sys.stdout.write(f"\n### Latency and throughput{label} (one `bentoml serve`: API process + model runner)\n\n")
     rows = []
     for c in configs:
         r, cl, b = c["rate"], c["closed"], c["batch"]
-        rows.append([("on" if c["batching"] else "off"), ("on" if c["logging"] else "off"),
+        rows.append([c["single"], on(c["batching"]), on(c["logging"]),
                      f"{r['req_per_s']:.0f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", r["failed"],
                      f"{cl['req_per_s']:.0f}", f"{cl['p50_ms']:.1f}", f"{cl['p99_ms']:.1f}",
-                     f"{b['rows_per_s']:.0f}", f"{b['p99_ms']:.1f}"])
-    table(["adaptive batching", "prediction log", "single @200/s: achieved req/s", "p50 ms", "p99 ms", "failed",
-           "single closed-loop (16 conc) req/s", "p50 ms", "p99 ms", "batch-32 (4 conc) rows/s", "p99 ms"], rows)
+                     f"{b['rows_per_s']:.0f}", f"{b['p99_ms']:.1f}", f"{c['foreign_cores']:.2f}"])
+    table(["single records scored", "adaptive batching", "prediction log", "single @200/s: achieved req/s", "p50 ms",
+           "p99 ms", "failed", "single closed-loop (16 conc) req/s", "p50 ms", "p99 ms", "batch-32 (4 conc) rows/s",
+           "p99 ms", "other jobs' CPU (cores)"], rows)
 
-    sys.stdout.write("\n### Prediction-logging cost (throughput with logging ÷ without)\n\n")
-    by = {(c["batching"], c["logging"]): c for c in configs}
-    table(["adaptive batching", "single closed-loop", "batch-32"], [
-        ["on" if bt else "off",
-         f"{by[(bt, True)]['closed']['req_per_s'] / by[(bt, False)]['closed']['req_per_s']:.2f}",
-         f"{by[(bt, True)]['batch']['rows_per_s'] / by[(bt, False)]['batch']['rows_per_s']:.2f}"]
-        for bt in (True, False)])
+    sys.stdout.write(f"\n### Prediction-logging cost{label} (throughput with logging ÷ without)\n\n")
+    by = {(c["single"], c["batching"], c["logging"]): c for c in configs}
+    table(["single records scored", "adaptive batching", "single closed-loop", "batch-32"], [
+        [single, on(bt),
+         f"{by[(single, bt, True)]['closed']['req_per_s'] / by[(single, bt, False)]['closed']['req_per_s']:.2f}",
+         f"{by[(single, bt, True)]['batch']['rows_per_s'] / by[(single, bt, False)]['batch']['rows_per_s']:.2f}"]
+        for single in ("in_process", "runner") for bt in (True, False)])
 
-    sys.stdout.write("\n### Serving overhead ratio (served rows/s ÷ in-process Predictor rows/s, same batch size)\n\n")
-    best = by[(True, False)]
-    table(["batch size", "in-process rows/s", "served rows/s (batching on, log off)", "ratio"], [
-        [1, f"{inproc[1]:.0f}", f"{best['closed']['rows_per_s']:.0f}", f"{best['closed']['rows_per_s'] / inproc[1]:.2f}"],
-        [32, f"{inproc[32]:.0f}", f"{best['batch']['rows_per_s']:.0f}", f"{best['batch']['rows_per_s'] / inproc[32]:.2f}"],
+    sys.stdout.write(f"\n### Serving overhead ratio{label} (served rows/s ÷ in-process Predictor rows/s, same batch "
+                     "size)\n\n")
+    single, batched = by[("in_process", True, False)], by[("runner", True, False)]
+    table(["batch size", "in-process rows/s (records)", "in-process rows/s (DataFrame)", "served rows/s", "ratio"], [
+        [1, f"{inproc[(1, False)]:.0f}", f"{inproc[(1, True)]:.0f}",
+         f"{single['closed']['rows_per_s']:.0f} (in_process, log off)",
+         f"{single['closed']['rows_per_s'] / inproc[(1, False)]:.2f}"],
+        [32, f"{inproc[(32, False)]:.0f}", f"{inproc[(32, True)]:.0f}",
+         f"{batched['batch']['rows_per_s']:.0f} (runner, batching on, log off)",
+         f"{batched['batch']['rows_per_s'] / inproc[(32, False)]:.2f}"],
     ])
+
+
+def main() -> None:
+    tmp, tags, records = _setup()
+    scratch = Path(tempfile.mkdtemp(prefix="aif-bench-serving-"))
+    inproc = {(b, frame): _in_process_rows_per_s(tags[0], records, b, frame) for b in (1, 32) for frame in (False, True)}
+    repeats = int(os.environ.get("AIF_BENCH_REPEATS", "1"))
+    sweeps = [bench_configs(scratch, tags[0], records) for _ in range(repeats)]
+    for i, configs in enumerate(sweeps, 1):
+        _report(configs, inproc, f" (sweep {i} of {repeats})" if repeats > 1 else "")
 
     switch = bench_switch(scratch, tags, records)
     sys.stdout.write("\n### Switch gap (100 req/s through the stable front while a new version takes over)\n\n")

@@ -3,15 +3,19 @@
 Two services, composed the BentoML way:
 
 * ``ModelRunner`` holds the model (a ``BentoModel`` from the registry's store) and exposes one
-  **batchable** method. Requests from every client, single records and batches alike, are
-  merged by BentoML's adaptive batcher into one model call (``config/serving.yaml``:
-  ``adaptive_batching``), which amortises the per-call preprocessing cost.
+  **batchable** method. Batch requests from every client are merged by BentoML's adaptive
+  batcher into one model call (``config/serving.yaml``: ``adaptive_batching``).
 * ``ModelService`` is the HTTP API: ``POST /predict`` (one record), ``POST /predict_batch``
   (``{"records": [...]}``), ``POST /model_info``; BentoML adds ``/readyz``, ``/livez``,
   ``/metrics`` and the OpenAPI document at ``/docs.json``. Request and response schemas are
   generated from the served model's dataset spec (:mod:`ai_factory.serving.schemas`). Every
   served record is queued for ``predictions/ds=YYYY-MM-DD/`` (a background writer; see
   :mod:`ai_factory.serving.prediction_log`).
+
+Single records are scored in the API process itself by default (``single_record_scoring:
+in_process``): with pandas-free preprocessing one record costs well under a millisecond of
+CPU, less than the hop to the runner process and its batching queue (``docs/benchmarks.md``).
+``single_record_scoring: runner`` sends them through the batcher like batches.
 
 Which version is served: ``bentoml build --arg model_tag=<name:version>`` (what the deployment
 DAG does), else ``$AI_FACTORY_MODEL_TAG``, else the registry's champion. Run from source with
@@ -33,8 +37,8 @@ from ai_factory.serving.middleware import EventTime, JSONOnly, event_time
 from ai_factory.serving.runtime import MODEL_TAG_ARG, Scorer, records_array, resolve_model_tag, spec_of_model
 
 with bentoml.importing():
+    import aiohttp
     import numpy as np
-    import pandas as pd
 
 log = logging.getLogger("ai_factory.service")
 
@@ -51,6 +55,8 @@ BATCHING = CONFIG.adaptive_batching
 PREDICTIONS_TOTAL = bentoml.metrics.Counter(
     name="ai_factory_predictions", documentation="Records scored, by endpoint and model version",
     labelnames=["endpoint", "model_version"])
+RUNNER_RETRIES_TOTAL = bentoml.metrics.Counter(
+    name="ai_factory_runner_retries", documentation="Model runner calls retried after a dropped connection")
 OUT_OF_SPEC_TOTAL = bentoml.metrics.Counter(
     name="ai_factory_out_of_spec_values", documentation="Served values outside the spec (range or category)",
     labelnames=["feature"])
@@ -61,6 +67,8 @@ OUT_OF_SPEC_TOTAL = bentoml.metrics.Counter(
     resources={"cpu": CONFIG.resources.cpu},
     traffic={"timeout": CONFIG.traffic.timeout_seconds, "max_concurrency": CONFIG.traffic.max_concurrency},
     workers=1,
+    runner_connection={"max_requests": CONFIG.runner_connection.max_requests,
+                       "max_age": CONFIG.runner_connection.max_age_seconds},
 )
 class ModelRunner:
     """Holds the model; one batchable inference method."""
@@ -84,7 +92,7 @@ class ModelRunner:
     def infer(self, rows: np.ndarray) -> np.ndarray:
         # Rows travel as an object array (one column per spec feature): BentoML's batcher
         # merges ndarrays along axis 0 (its DataFrame container cannot size a batch in 1.4.39).
-        return self.scorer.outputs(self.predictor, pd.DataFrame(rows, columns=SPEC.feature_names))
+        return self.scorer.outputs(self.predictor, rows)
 
 
 @bentoml.service(
@@ -106,8 +114,10 @@ class ModelService:
         self.version = MODEL.tag.version or ""
         self.scorer = Scorer(SPEC, _classes())
         self.logger = PredictionLogger(DataLake.from_settings(), SPEC, CONFIG.prediction_log.to_log_config())
-        log.info("serving %s (batching %s, prediction log %s)", MODEL.tag,
-                 "on" if BATCHING.enabled else "off", "on" if CONFIG.prediction_log.enabled else "off")
+        self.predictor = _local_predictor() if CONFIG.single_record_scoring == "in_process" else None
+        log.info("serving %s (single records %s, batching %s, prediction log %s)", MODEL.tag,
+                 CONFIG.single_record_scoring, "on" if BATCHING.enabled else "off",
+                 "on" if CONFIG.prediction_log.enabled else "off")
 
     async def _score(self, records: list[dict[str, Any]], endpoint: str) -> list[dict[str, Any]]:
         warnings = [schemas.out_of_spec(SPEC, r) for r in records]
@@ -116,12 +126,28 @@ class ModelService:
             log.warning("%s: served %d out-of-spec value(s): %s", endpoint, len(flagged), "; ".join(flagged[:5]))
             for w in flagged:
                 OUT_OF_SPEC_TOTAL.labels(feature=w.split("=", 1)[0]).inc()
-        outputs = await self.runner.to_async.infer(records_array(SPEC, records))
+        if self.predictor is not None and len(records) == 1:
+            # One record (either endpoint), scored inline on the event loop: well under a millisecond
+            # of CPU, cheaper than a hop to the runner or a thread hand-off.
+            outputs = self.scorer.outputs(self.predictor, records)
+        else:
+            outputs = await self._infer(records_array(SPEC, records))
         responses = self.scorer.responses(np.asarray(outputs), self.version, warnings)
         predictions, probabilities = Scorer.log_columns(responses)
         self.logger.log(records, predictions, probabilities, self.version, event_time())
         PREDICTIONS_TOTAL.labels(endpoint=endpoint, model_version=self.version).inc(len(records))
         return responses
+
+    async def _infer(self, rows: np.ndarray) -> np.ndarray:
+        try:
+            return await self.runner.to_async.infer(rows)
+        except aiohttp.ClientConnectionError as exc:
+            # BentoML's client to the runner can drop a request in flight when it recycles its
+            # session or reuses a connection the runner just closed (bentoml/BentoML#4971, #5540).
+            # Scoring has no side effects, so one retry on a fresh connection is safe.
+            log.warning("model runner connection failed (%s: %s); retrying once", type(exc).__name__, exc)
+            RUNNER_RETRIES_TOTAL.inc()
+            return await self.runner.to_async.infer(rows)
 
     @bentoml.api(route="/predict", input_spec=RECORD, output_spec=PREDICTION)
     async def predict(self, **record: Any) -> BaseModel:
@@ -141,6 +167,7 @@ class ModelService:
         """The served version, its dataset spec and the request limits."""
         return {"model_tag": str(MODEL.tag), "model_version": self.version, "spec": SPEC.model_dump(mode="json"),
                 "max_batch_records": CONFIG.max_batch_records, "adaptive_batching": BATCHING.model_dump(),
+                "single_record_scoring": CONFIG.single_record_scoring,
                 "prediction_log": CONFIG.prediction_log.enabled}
 
     @bentoml.on_shutdown
@@ -150,6 +177,19 @@ class ModelService:
 
 ModelService.add_asgi_middleware(JSONOnly, paths=("/predict", "/predict_batch", "/model_info"))
 ModelService.add_asgi_middleware(EventTime, paths=("/predict", "/predict_batch"))
+
+
+def _local_predictor() -> Any:
+    import torch
+
+    from ai_factory.training.predictor import Predictor
+
+    # One intra-op thread: a one-row forward pass gains nothing from more, and the runner needs the other core.
+    torch.set_num_threads(1)
+    path = MODEL.resolve().path
+    predictor = Predictor.from_dir(str(path), version=MODEL.tag.version)
+    log.info("model %s loaded in the API process from %s (single records scored here)", MODEL.tag, path)
+    return predictor
 
 
 def _classes() -> list[Any]:

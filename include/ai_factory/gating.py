@@ -21,7 +21,8 @@ decides a rejection):
 3. **secondary** — each listed metric may not get worse by more than its tolerance
    (``improvement >= -tolerance``).
 4. **latency** — p99 of in-process inference (preprocessing + model) on one record and on a
-   batch, measured here on holdout rows, within the budget.
+   batch, measured here on holdout rows, within the budget. Rows go in as JSON-style records,
+   the path the BentoML service takes (no DataFrame).
 
 A rejection is a normal outcome (:class:`GateDecision` with ``approved=False`` and a reason
 naming the rule and the numbers); problems that make judging impossible (no holdout, a
@@ -260,7 +261,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def measure_latency(predictor: Any, rows: Any, budget: LatencyBudget) -> dict[str, dict[str, float]]:
-    """p50/p99 wall time (ms) of in-process inference on one record and on a batch of holdout rows."""
+    """p50/p99 wall time (ms) of in-process inference on one record and on a batch of holdout rows.
+
+    Rows are scored as request records, as the service scores them (pandas-free preprocessing).
+    """
+    from ai_factory.deployment.smoke import frame_to_records
+
     def run(frame: Any) -> dict[str, float]:
         for _ in range(budget.warmup):
             predictor.predict_proba(frame) if predictor.task != "regression" else predictor.predict(frame)
@@ -277,7 +283,8 @@ def measure_latency(predictor: Any, rows: Any, budget: LatencyBudget) -> dict[st
         import pandas as pd
 
         batch = pd.concat([batch] * reps, ignore_index=True).head(budget.batch_size)
-    return {"single": run(rows.head(1)), "batch": run(batch)}
+    spec = predictor.spec
+    return {"single": run(frame_to_records(spec, rows.head(1))), "batch": run(frame_to_records(spec, batch))}
 
 
 def score(predictor: Any, frame: Any) -> dict[str, float]:

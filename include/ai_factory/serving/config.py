@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -15,6 +16,9 @@ DEFAULT_SERVING_CONFIG = PACKAGE_DIR / "config" / "serving.yaml"
 CONFIG_ENV = "AI_FACTORY_SERVING_CONFIG"
 BATCHING_ENV = "AI_FACTORY_SERVE_BATCHING"
 LOG_ENV = "AI_FACTORY_PREDICTION_LOG"
+SINGLE_ENV = "AI_FACTORY_SERVE_SINGLE"
+
+SingleRecordScoring = Literal["in_process", "runner"]
 
 
 class ServingConfigError(ValueError):
@@ -36,6 +40,19 @@ class Traffic(_Strict):
     max_concurrency: int = Field(default=1024, ge=1)
 
 
+class RunnerConnection(_Strict):
+    """How the API process's client to the model runner recycles its HTTP session.
+
+    BentoML 1.4.39 closes that session every ``max_requests`` requests (default 100) or
+    ``max_age_seconds``, failing the requests still in flight on it with 500s
+    (bentoml/BentoML#4971, #5540): at 200 req/s that is a few per second. Recycling is only
+    useful for remote runners behind changing addresses; here the runner is a local socket.
+    """
+
+    max_requests: int = Field(default=1_000_000_000, ge=1)
+    max_age_seconds: float = Field(default=86_400, gt=0)
+
+
 class Resources(_Strict):
     cpu: str = "1"
 
@@ -53,8 +70,10 @@ class PredictionLogConfig(_Strict):
 
 class ServingConfig(_Strict):
     max_batch_records: int = Field(default=1000, ge=1, le=100_000)
+    single_record_scoring: SingleRecordScoring = "in_process"
     adaptive_batching: AdaptiveBatching = AdaptiveBatching()
     traffic: Traffic = Traffic()
+    runner_connection: RunnerConnection = RunnerConnection()
     resources: Resources = Resources()
     prediction_log: PredictionLogConfig = PredictionLogConfig()
 
@@ -92,6 +111,11 @@ def load_serving_config(path: str | Path | None = None) -> ServingConfig:
         problems = "; ".join(f"key '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
         raise ServingConfigError(f"{p}: invalid serving config: {problems}") from None
     batching, logging_ = _flag(BATCHING_ENV), _flag(LOG_ENV)
+    single = os.environ.get(SINGLE_ENV, "").strip().lower()
+    if single:
+        if single not in ("in_process", "runner"):
+            raise ServingConfigError(f"{SINGLE_ENV}={single!r} must be in_process or runner")
+        config = config.model_copy(update={"single_record_scoring": single})
     if batching is not None:
         config = config.model_copy(update={
             "adaptive_batching": config.adaptive_batching.model_copy(update={"enabled": batching})})

@@ -24,7 +24,6 @@ from ai_factory.spec import DatasetSpec, TaskType, parse_spec
 
 if TYPE_CHECKING:
     import numpy as np
-    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +80,15 @@ class Scorer:
         self.classes = classes
         self._keys = [str(c) for c in classes]
 
-    def outputs(self, predictor: Any, frame: pd.DataFrame) -> np.ndarray:
-        """Model outputs: ``[n, classes]`` probabilities, or ``[n]`` regression values."""
+    def outputs(self, predictor: Any, data: Any) -> np.ndarray:
+        """Model outputs: ``[n, classes]`` probabilities, or ``[n]`` regression values.
+
+        ``data`` is anything :class:`~ai_factory.training.predictor.Predictor` takes: records, an
+        object array from :func:`records_array`, or a DataFrame.
+        """
         if self.task == TaskType.REGRESSION:
-            return predictor.predict(frame)
-        return predictor.predict_proba(frame)
+            return predictor.predict(data)
+        return predictor.predict_proba(data)
 
     def responses(self, outputs: np.ndarray, version: str, warnings: list[list[str]]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []

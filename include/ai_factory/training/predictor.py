@@ -1,4 +1,4 @@
-"""Predict with a trained or registered model on a pandas DataFrame.
+"""Predict with a trained or registered model on a pandas DataFrame or a list of records.
 
 The one inference path every consumer uses (evaluation, the gate, the BentoML service,
 the smoke test, drift monitoring)::
@@ -12,11 +12,16 @@ the smoke test, drift monitoring)::
 
 Input frames need the spec's feature columns (extra columns are ignored). Unknown category
 values go to the out-of-vocabulary embedding; nulls are imputed with training medians.
+
+Every method also takes a list of records (dicts or pydantic models keyed by feature name) or an
+object array ``[n, features]`` in spec column order: the serving path, which skips pandas
+(:meth:`Preprocessor.transform_records`) and gives the same numbers as the DataFrame path.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,11 +31,14 @@ import torch
 from ai_factory.spec import DatasetSpec, TaskType
 from ai_factory.training.artifacts import LoadedModel, load_model
 from ai_factory.training.device import select_device
-from ai_factory.training.loop import TensorSplit, predict_outputs
+from ai_factory.training.loop import PREDICT_BATCH, TensorSplit, predict_outputs
 from ai_factory.training.model import outputs_to_predictions
 from ai_factory.training.preprocess import InputError, Preprocessor
 
 log = logging.getLogger(__name__)
+
+#: What the predict methods accept: a DataFrame, a list of records, or an object array in spec column order.
+Inputs = pd.DataFrame | Sequence[Any] | np.ndarray
 
 
 class Predictor:
@@ -41,6 +49,7 @@ class Predictor:
         self.version = version
         self.path = path
         self._device = select_device("cpu")
+        loaded.model.eval()
 
     @classmethod
     def from_dir(cls, directory: str, version: str | None = None) -> Predictor:
@@ -74,14 +83,28 @@ class Predictor:
         return self._loaded.meta
 
     # -- inference -------------------------------------------------------------------------
-    def _outputs(self, df: pd.DataFrame) -> torch.Tensor:
-        if not isinstance(df, pd.DataFrame):
-            raise InputError(f"expected a pandas DataFrame, got {type(df).__name__}")
-        x_num, x_cat = self._loaded.preprocessor.transform_features(df)
-        split = TensorSplit.from_arrays(self.task, x_num, x_cat, np.zeros(len(df), dtype="float32"))
+    def features(self, data: Inputs) -> tuple[np.ndarray, np.ndarray]:
+        """Model inputs ``(x_num, x_cat)`` for a DataFrame, a list of records or an object array."""
+        pre = self._loaded.preprocessor
+        if isinstance(data, pd.DataFrame):
+            return pre.transform_features(data)
+        if isinstance(data, np.ndarray):
+            return pre.transform_array(data)
+        if isinstance(data, Sequence) and not isinstance(data, str | bytes):
+            return pre.transform_records(data)
+        raise InputError(f"expected a pandas DataFrame, a list of records or an array, got {type(data).__name__}")
+
+    def _outputs(self, data: Inputs) -> torch.Tensor:
+        x_num, x_cat = self.features(data)
+        if len(x_num) <= PREDICT_BATCH:
+            # One forward call (what predict_outputs does for this size) without its per-call set-up;
+            # inference_mode also skips autograd's version counters.
+            with torch.inference_mode():
+                return self._loaded.model(torch.from_numpy(x_num), torch.from_numpy(x_cat)).float()
+        split = TensorSplit.from_arrays(self.task, x_num, x_cat, np.zeros(len(x_num), dtype="float32"))
         return predict_outputs(self._loaded.model, split, self._device)
 
-    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, df: Inputs) -> np.ndarray:
         """Class probabilities ``[n, n_classes]`` (classification models only)."""
         if self.task == TaskType.REGRESSION:
             raise TypeError("predict_proba is for classification models; this model does regression")
@@ -89,7 +112,7 @@ class Predictor:
             return np.zeros((0, len(self.classes)), dtype="float64")
         return outputs_to_predictions(self.task, self._outputs(df)).numpy().astype("float64")
 
-    def predict(self, df: pd.DataFrame) -> np.ndarray:
+    def predict(self, df: Inputs) -> np.ndarray:
         """Class labels (argmax; binary at 0.5) or regression values in target units."""
         if self.task == TaskType.REGRESSION:
             if len(df) == 0:

@@ -24,6 +24,7 @@ model and in the registry metadata, so a model version carries its own preproces
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -80,10 +81,50 @@ def _category_strings(series: pd.Series, dtype: DType) -> pd.Series:
     """Category values as strings; bools normalised to 'true'/'false' whatever their storage."""
     if dtype == DType.BOOL:
         # True/False also match 1/0 (equal hashes), so integer-coded bools map too.
-        mapping = {True: "true", False: "false", "true": "true", "false": "false",
-                   "True": "true", "False": "false"}
-        return series.map(lambda v: mapping.get(v) if not pd.isna(v) else None)
+        return series.map(lambda v: _BOOL_STRINGS.get(v) if not pd.isna(v) else None)
     return series.astype("string")
+
+
+
+class _NotFast(Exception):
+    """A value the pandas-free path would not coerce exactly like pandas; the DataFrame path takes over."""
+
+
+# Value types the fast path converts exactly as ``pd.to_numeric(...).astype("float64")`` does
+# (bool is excluded: it is an int subclass, and the schema never lets one into a numeric field).
+_NUMERIC_TYPES = (int, float, np.integer, np.floating)
+_BOOL_STRINGS = {True: "true", False: "false", "true": "true", "false": "false", "True": "true", "False": "false"}
+
+
+def _record_columns(records: Sequence[Any], names: list[str]) -> dict[str, list[Any]]:
+    try:
+        if all(isinstance(r, Mapping) for r in records):
+            return {n: [r[n] for r in records] for n in names}
+        return {n: [getattr(r, n) for r in records] for n in names}
+    except (KeyError, AttributeError):
+        raise _NotFast from None
+
+
+def _fast_float(values: list[Any]) -> np.ndarray:
+    for t in set(map(type, values)):
+        if t is not type(None) and (not issubclass(t, _NUMERIC_TYPES) or issubclass(t, bool | np.bool_)):
+            raise _NotFast
+    # None becomes NaN under dtype float64, as pandas' missing value does.
+    return np.array(values, dtype="float64")
+
+
+def _fast_category_ids(values: list[Any], dtype: DType, index: dict[str, int]) -> np.ndarray:
+    if dtype == DType.BOOL:
+        try:
+            # Same table as _category_strings; NaN and None miss it and land in the OOV slot.
+            keys = [_BOOL_STRINGS.get(v) for v in values]
+        except TypeError:  # unhashable
+            raise _NotFast from None
+    else:
+        if not set(map(type, values)) <= {str, type(None)}:
+            raise _NotFast
+        keys = values
+    return np.array([index.get(k, 0) for k in keys], dtype="int64")
 
 
 def _quantile_knots(values: np.ndarray) -> tuple[list[float], list[float]]:
@@ -119,6 +160,14 @@ class Preprocessor:
         self.classes = class_order(spec)
         self._class_index = {c: i for i, c in enumerate(self.classes)}
         self._class_index_str = {str(c): i for i, c in enumerate(self.classes)}
+        # Lookup tables for the transforms, built once per model instead of once per call.
+        self._fill = np.array([s.fill for s in numeric], dtype="float64")
+        self._mean = np.array([s.mean for s in numeric], dtype="float64")
+        self._std = np.array([s.std for s in numeric], dtype="float64")
+        self._indicator = np.array([s.missing_indicator for s in numeric], dtype=bool)
+        self._knots = [(np.asarray(s.knots, dtype="float64"), np.asarray(s.probs, dtype="float64")) for s in numeric]
+        self._cat_dtypes = [spec.feature(c.name).dtype for c in categorical]
+        self._cat_index = [{v: i + 1 for i, v in enumerate(c.vocab)} for c in categorical]
 
     # -- fitting -------------------------------------------------------------------------
     @classmethod
@@ -171,35 +220,77 @@ class Preprocessor:
     def transform_features(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """``(x_num float32 [n, n_numeric_inputs], x_cat int64 [n, n_categorical])``."""
         check_columns(self.spec, df, need_target=False)
-        n = len(df)
-        cols: list[np.ndarray] = []
-        indicators: list[np.ndarray] = []
-        for s in self.numeric:
-            values = _as_float(df[s.name], s.name)
+        numeric = [_as_float(df[s.name], s.name) for s in self.numeric]
+        cats = []
+        for c, dtype, index in zip(self.categorical, self._cat_dtypes, self._cat_index, strict=True):
+            cats.append(_category_strings(df[c.name], dtype).map(index).fillna(0).astype("int64").to_numpy())
+        return self._assemble(len(df), numeric, cats)
+
+    def transform_records(self, records: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`transform_features` for a list of records (dicts or pydantic models), without pandas.
+
+        The serving path: building a DataFrame costs milliseconds per call, the arithmetic
+        microseconds. Returns exactly what ``transform_features(DataFrame.from_records(records))``
+        returns (the numeric maths is the same code); any value whose pandas coercion the fast path
+        does not reproduce (a string in a numeric column, a number in a category column, a missing
+        key) sends the whole call through the DataFrame path, so errors and edge cases are the
+        pandas path's own.
+        """
+        names = self.spec.feature_names
+        try:
+            columns = _record_columns(records, names)
+            return self._transform_columns(columns, len(records))
+        except _NotFast:
+            rows = [r if isinstance(r, Mapping) else r.model_dump() for r in records]
+            return self.transform_features(pd.DataFrame.from_records(rows) if rows else pd.DataFrame(columns=names))
+
+    def transform_array(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`transform_records` for an object array ``[n, features]`` in spec column order."""
+        names = self.spec.feature_names
+        if rows.ndim != 2 or rows.shape[1] != len(names):
+            raise InputError(f"expected an array of shape [n, {len(names)}] in spec column order, got {rows.shape}")
+        try:
+            return self._transform_columns({n: rows[:, j].tolist() for j, n in enumerate(names)}, len(rows))
+        except _NotFast:
+            return self.transform_features(pd.DataFrame(rows, columns=names))
+
+    def _transform_columns(self, columns: dict[str, list[Any]], n: int) -> tuple[np.ndarray, np.ndarray]:
+        numeric = [_fast_float(columns[s.name]) for s in self.numeric]
+        cats = []
+        for c, dtype, index in zip(self.categorical, self._cat_dtypes, self._cat_index, strict=True):
+            cats.append(_fast_category_ids(columns[c.name], dtype, index))
+        return self._assemble(n, numeric, cats)
+
+    def _assemble(self, n: int, numeric: list[np.ndarray], cats: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Shared by both paths: fill, transform and stack (elementwise NumPy, so results match bit for bit)."""
+        if numeric:
+            values = np.stack(numeric, axis=1)
             missing = np.isnan(values)
-            if missing.any() and not s.missing_indicator:
-                log.warning("feature '%s' is not nullable but has %d null(s); filled with the training median",
-                            s.name, int(missing.sum()))
-            values = np.where(missing, s.fill, values)
+            if missing.any():
+                for j, s in enumerate(self.numeric):
+                    count = int(missing[:, j].sum())
+                    if count and not s.missing_indicator:
+                        log.warning("feature '%s' is not nullable but has %d null(s); filled with the training "
+                                    "median", s.name, count)
+                values = np.where(missing, self._fill, values)
             if self.numeric_transform == "quantile":
-                p = np.interp(values, s.knots, s.probs) if len(s.knots) > 1 else np.full(n, 0.5)
+                p = np.empty_like(values)
+                for j, (knots, probs) in enumerate(self._knots):
+                    p[:, j] = np.interp(values[:, j], knots, probs) if len(knots) > 1 else 0.5
                 z = ndtri(np.clip(p, _P_EPS, 1.0 - _P_EPS))
             else:
-                z = np.clip((values - s.mean) / s.std, -_STD_CLIP, _STD_CLIP)
-            cols.append(z)
-            if s.missing_indicator:
-                indicators.append(missing.astype("float64"))
-        x_num = np.stack(cols + indicators, axis=1).astype("float32") if cols else np.zeros((n, 0), "float32")
-        cats: list[np.ndarray] = []
-        for c in self.categorical:
-            f = self.spec.feature(c.name)
-            index = {v: i + 1 for i, v in enumerate(c.vocab)}
-            ids = _category_strings(df[c.name], f.dtype).map(index).fillna(0).astype("int64").to_numpy()
-            oov = int((ids == 0).sum())
-            if oov:
-                log.debug("feature '%s': %d value(s) out of vocabulary or null -> OOV slot", c.name, oov)
-            cats.append(ids)
-        x_cat = np.stack(cats, axis=1) if cats else np.zeros((n, 0), "int64")
+                z = np.clip((values - self._mean) / self._std, -_STD_CLIP, _STD_CLIP)
+            x_num = np.concatenate([z, missing[:, self._indicator]], axis=1, dtype="float64").astype("float32")
+        else:
+            x_num = np.zeros((n, 0), "float32")
+        if cats:
+            x_cat = np.stack(cats, axis=1)
+            oov = (x_cat == 0).sum(axis=0)
+            for c, count in zip(self.categorical, oov.tolist(), strict=True):
+                if count:
+                    log.debug("feature '%s': %d value(s) out of vocabulary or null -> OOV slot", c.name, count)
+        else:
+            x_cat = np.zeros((n, 0), "int64")
         return x_num, x_cat
 
     def transform_target(self, df: pd.DataFrame) -> np.ndarray:

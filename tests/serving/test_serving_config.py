@@ -1,0 +1,37 @@
+"""The serving config: packaged defaults, environment switches, and errors that name the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from ai_factory.serving.config import ServingConfigError, load_serving_config
+
+
+def test_packaged_defaults(monkeypatch):
+    for name in ("AI_FACTORY_SERVE_SINGLE", "AI_FACTORY_SERVE_BATCHING", "AI_FACTORY_PREDICTION_LOG",
+                 "AI_FACTORY_SERVING_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    config = load_serving_config()
+    assert config.single_record_scoring == "in_process"
+    assert config.adaptive_batching.enabled and config.prediction_log.enabled
+    # Far above BentoML's default of 100, which drops requests in flight when it recycles.
+    assert config.runner_connection.max_requests >= 1_000_000
+
+
+def test_environment_switches(monkeypatch):
+    monkeypatch.setenv("AI_FACTORY_SERVE_SINGLE", "Runner")
+    monkeypatch.setenv("AI_FACTORY_SERVE_BATCHING", "off")
+    config = load_serving_config()
+    assert config.single_record_scoring == "runner" and not config.adaptive_batching.enabled
+    monkeypatch.setenv("AI_FACTORY_SERVE_SINGLE", "gpu")
+    with pytest.raises(ServingConfigError, match="AI_FACTORY_SERVE_SINGLE='gpu' must be in_process or runner"):
+        load_serving_config()
+
+
+def test_invalid_values_name_the_key(tmp_path, monkeypatch):
+    monkeypatch.delenv("AI_FACTORY_SERVE_SINGLE", raising=False)
+    bad = tmp_path / "serving.yaml"
+    bad.write_text("single_record_scoring: sometimes\nrunner_connection: {max_requests: 0}\n")
+    with pytest.raises(ServingConfigError) as err:
+        load_serving_config(bad)
+    assert "key 'single_record_scoring'" in str(err.value) and "key 'runner_connection.max_requests'" in str(err.value)
