@@ -45,10 +45,10 @@ def _prepare(root: Path, rows: int) -> None:
     """Write the day's served records and the champion's reference sample under ``root``."""
     # The served-record format and the toy champion are the tests' (one definition of "what serving logs").
     sys.path.insert(0, str(REPO / "tests"))
-    from drift_fixtures import drift, served
-
     from ai_factory.data.generate import generate_day, to_parquet_bytes
     from ai_factory.storage import DataLake, Zone
+
+    from drift_fixtures import drift, served
 
     current = served(generate_day(DS, rows, seed=11, drift=drift("covariate", DS, 0.3)), DS)
     DataLake(str(root / "lake")).replace_partition(Zone.PREDICTIONS, DS, {"part-0.parquet": to_parquet_bytes(current)})

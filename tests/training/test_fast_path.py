@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from training_helpers import toy_frame, toy_spec
 
 from ai_factory.data.generate import generate_day
 from ai_factory.deployment.smoke import frame_to_records
@@ -29,6 +28,8 @@ from ai_factory.training.loop import TensorSplit, predict_outputs
 from ai_factory.training.model import TabularMLP, build_model_config, outputs_to_predictions
 from ai_factory.training.predictor import Predictor
 from ai_factory.training.preprocess import InputError, Preprocessor
+
+from training_helpers import toy_frame, toy_spec
 
 SPEC = default_spec()
 
