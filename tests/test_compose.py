@@ -204,7 +204,7 @@ def test_the_data_volume_is_one_volume_at_the_same_path_everywhere(compose, serv
     # The same layout as the GPU training pods on Kubernetes, so paths in XCom and in the
     # registry mean the same thing in a container, a pod and the compose stack.
     k8s = KubernetesSettings()
-    pod_env = {e.name: e.value for e in training_pod_kwargs(k8s)["env_vars"]}
+    pod_env = dict(training_pod_kwargs(k8s)["env_vars"])
     (root,) = roots
     assert root == k8s.data_mount_path == pod_env["AI_FACTORY_DATA_ROOT"]
     assert env_of(services["airflow-worker"])["BENTOML_HOME"] == pod_env["BENTOML_HOME"]
