@@ -24,6 +24,7 @@ DAG does), else ``$AI_FACTORY_MODEL_TAG``, else the registry's champion. Run fro
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -86,6 +87,7 @@ class ModelRunner:
         self.predictor = Predictor.from_dir(str(stored.path), version=stored.tag.version)
         self.scorer = Scorer(SPEC, self.predictor.classes)
         log.info("model %s loaded from %s", stored.tag, stored.path)
+        _freeze_heap()
 
     @bentoml.api(batchable=BATCHING.enabled, max_batch_size=BATCHING.max_batch_size,
                  max_latency_ms=BATCHING.max_latency_ms)
@@ -118,6 +120,7 @@ class ModelService:
         log.info("serving %s (single records %s, batching %s, prediction log %s)", MODEL.tag,
                  CONFIG.single_record_scoring, "on" if BATCHING.enabled else "off",
                  "on" if CONFIG.prediction_log.enabled else "off")
+        _freeze_heap()
 
     async def _score(self, records: list[dict[str, Any]], endpoint: str) -> list[dict[str, Any]]:
         warnings = [schemas.out_of_spec(SPEC, r) for r in records]
@@ -177,6 +180,17 @@ class ModelService:
 
 ModelService.add_asgi_middleware(JSONOnly, paths=("/predict", "/predict_batch", "/model_info"))
 ModelService.add_asgi_middleware(EventTime, paths=("/predict", "/predict_batch"))
+
+
+def _freeze_heap() -> None:
+    """Exempt everything loaded at start-up (torch, pandas, the model, BentoML) from garbage collection.
+
+    Measured in the API process at 200 req/s: a full (generation 2) collection walks that whole
+    heap and took 170-325 ms, during which no request is served; that, not the model, was the
+    p99. Objects created per request are still collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _local_predictor() -> Any:
