@@ -2,10 +2,11 @@
 
 ``python -m bench serving``. Trains a small real model on generated data in a throwaway store,
 then for each configuration (single records scored in the API process or through the runner ×
-adaptive batching on/off × prediction logging on/off) starts the service, and drives it with
+adaptive batching on/off × prediction logging on/off, with ``config/serving.yaml``'s API stack, plus
+BentoML's default stack for comparison) starts the service, and drives it with
 :mod:`ai_factory.deployment.loadgen` in its own process:
 
-* single records at a fixed 200 req/s (open loop) → latency p50/p99 at the goal's traffic;
+* single records at a fixed 200 req/s for 20 s (open loop) → latency p50/p99 at the goal's traffic;
 * single records, closed loop (16 concurrent) → throughput ceiling;
 * batches of 32 records, closed loop (4 concurrent) → rows/s.
 
@@ -29,9 +30,13 @@ from pathlib import Path
 from bench.common import isolated_env, table
 
 REPO = Path(__file__).resolve().parents[1]
-# (single_record_scoring, adaptive batching, prediction log) per served configuration.
-CONFIGS = [(single, batching, logging_) for single in ("in_process", "runner") for batching in (True, False)
-           for logging_ in (False, True)]
+# (API stack, single_record_scoring, adaptive batching, prediction log) per served configuration.
+# "tuned" is config/serving.yaml as shipped (2 API workers, no per-request access log or spans);
+# "bentoml" is BentoML's own defaults for those (1 worker, access log and tracing spans on).
+CONFIGS = [("tuned", single, batching, logging_) for single in ("in_process", "runner") for batching in (True, False)
+           for logging_ in (False, True)] + [("bentoml", "in_process", True, logging_) for logging_ in (False, True)]
+STACKS = {"tuned": "2 workers", "bentoml": "1 worker + access log + spans"}
+BENTOML_STACK = "api_workers: 1\naccess_log: true\ntrace_predictions: true\n"
 
 
 def _train(tmp: Path, run_key: str, end_day: int, seed: int) -> str:
@@ -80,8 +85,9 @@ def _in_process_rows_per_s(tag: str, records: list[dict], batch: int, frame: boo
     return n / (time.perf_counter() - t0)
 
 
-def _serve(tag: str, port: int, single: str, batching: bool, logging_: bool, log_path: Path) -> subprocess.Popen:
-    env = {**os.environ, "AI_FACTORY_MODEL_TAG": tag, "AI_FACTORY_SERVE_BATCHING": str(batching).lower(),
+def _serve(tag: str, port: int, single: str, batching: bool, logging_: bool, log_path: Path,
+           config: Path | None = None) -> subprocess.Popen:
+    env = {**os.environ, **({"AI_FACTORY_SERVING_CONFIG": str(config)} if config else {}), "AI_FACTORY_MODEL_TAG": tag, "AI_FACTORY_SERVE_BATCHING": str(batching).lower(),
            "AI_FACTORY_PREDICTION_LOG": str(logging_).lower(), "AI_FACTORY_SERVE_SINGLE": single,
            "BENTOML_DO_NOT_TRACK": "true",
            # The service imports this checkout's package, whatever is installed in the venv.
@@ -122,16 +128,21 @@ def bench_configs(tmp: Path, tag: str, records: list[dict]) -> list[dict]:
 
     out = []
     batch = records[:32]
-    for single, batching, logging_ in CONFIGS:
+    bentoml_stack = tmp / "serving-bentoml-defaults.yaml"
+    from ai_factory.serving.config import DEFAULT_SERVING_CONFIG
+
+    bentoml_stack.write_text(DEFAULT_SERVING_CONFIG.read_text() + BENTOML_STACK)
+    for stack, single, batching, logging_ in CONFIGS:
         port = free_port()
-        log_path = tmp / f"serve-{single}-{batching}-{logging_}.log"
-        proc = _serve(tag, port, single, batching, logging_, log_path)
+        log_path = tmp / f"serve-{stack}-{single}-{batching}-{logging_}.log"
+        proc = _serve(tag, port, single, batching, logging_, log_path,
+                      config=bentoml_stack if stack == "bentoml" else None)
         url = f"http://127.0.0.1:{port}"
         try:
             wait_ready(url, proc.pid, 180, log_path)
             _load(f"{url}/predict", records[0], tmp, mode="closed", concurrency=4, duration=3)  # warm-up
             before = _cpu_snapshot(proc)
-            rate = _load(f"{url}/predict", records[0], tmp, mode="rate", rps=200, duration=15)
+            rate = _load(f"{url}/predict", records[0], tmp, mode="rate", rps=200, duration=20)
             closed = _load(f"{url}/predict", records[0], tmp, mode="closed", concurrency=16, duration=10)
             bulk = _load(f"{url}/predict_batch", {"records": batch}, tmp, mode="closed", concurrency=4,
                          duration=10, rows_per_request=32)
@@ -139,7 +150,7 @@ def bench_configs(tmp: Path, tag: str, records: list[dict]) -> list[dict]:
         finally:
             _stop(proc)
         foreign = ((after[1] - before[1]) - (after[2] - before[2])) / (after[0] - before[0])
-        out.append({"single": single, "batching": batching, "logging": logging_, "rate": rate, "closed": closed,
+        out.append({"stack": stack, "single": single, "batching": batching, "logging": logging_, "rate": rate, "closed": closed,
                     "batch": bulk, "foreign_cores": max(foreign, 0.0)})
     return out
 
@@ -226,25 +237,25 @@ def _report(configs: list[dict], inproc: dict, label: str) -> None:
     rows = []
     for c in configs:
         r, cl, b = c["rate"], c["closed"], c["batch"]
-        rows.append([c["single"], on(c["batching"]), on(c["logging"]),
+        rows.append([STACKS[c["stack"]], c["single"], on(c["batching"]), on(c["logging"]),
                      f"{r['req_per_s']:.0f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", r["failed"],
                      f"{cl['req_per_s']:.0f}", f"{cl['p50_ms']:.1f}", f"{cl['p99_ms']:.1f}",
                      f"{b['rows_per_s']:.0f}", f"{b['p99_ms']:.1f}", f"{c['foreign_cores']:.2f}"])
-    table(["single records scored", "adaptive batching", "prediction log", "single @200/s: achieved req/s", "p50 ms",
+    table(["API stack", "single records scored", "adaptive batching", "prediction log", "single @200/s: achieved req/s", "p50 ms",
            "p99 ms", "failed", "single closed-loop (16 conc) req/s", "p50 ms", "p99 ms", "batch-32 (4 conc) rows/s",
            "p99 ms", "other jobs' CPU (cores)"], rows)
 
     sys.stdout.write(f"\n### Prediction-logging cost{label} (throughput with logging ÷ without)\n\n")
-    by = {(c["single"], c["batching"], c["logging"]): c for c in configs}
-    table(["single records scored", "adaptive batching", "single closed-loop", "batch-32"], [
-        [single, on(bt),
-         f"{by[(single, bt, True)]['closed']['req_per_s'] / by[(single, bt, False)]['closed']['req_per_s']:.2f}",
-         f"{by[(single, bt, True)]['batch']['rows_per_s'] / by[(single, bt, False)]['batch']['rows_per_s']:.2f}"]
-        for single in ("in_process", "runner") for bt in (True, False)])
+    by = {(c["stack"], c["single"], c["batching"], c["logging"]): c for c in configs}
+    table(["API stack", "single records scored", "adaptive batching", "single closed-loop", "batch-32"], [
+        [STACKS[stack], single, on(bt),
+         f"{by[(stack, single, bt, True)]['closed']['req_per_s'] / by[(stack, single, bt, False)]['closed']['req_per_s']:.2f}",
+         f"{by[(stack, single, bt, True)]['batch']['rows_per_s'] / by[(stack, single, bt, False)]['batch']['rows_per_s']:.2f}"]
+        for stack, single, bt in sorted({k[:3] for k in by}, reverse=True)])
 
     sys.stdout.write(f"\n### Serving overhead ratio{label} (served rows/s ÷ in-process Predictor rows/s, same batch "
                      "size)\n\n")
-    single, batched = by[("in_process", True, False)], by[("runner", True, False)]
+    single, batched = by[("tuned", "in_process", True, False)], by[("tuned", "runner", True, False)]
     table(["batch size", "in-process rows/s (records)", "in-process rows/s (DataFrame)", "served rows/s", "ratio"], [
         [1, f"{inproc[(1, False)]:.0f}", f"{inproc[(1, True)]:.0f}",
          f"{single['closed']['rows_per_s']:.0f} (in_process, log off)",

@@ -52,12 +52,16 @@ PREDICTION = schemas.prediction_model(SPEC)
 BATCH = schemas.batch_request_model(SPEC, RECORD, CONFIG.max_batch_records)
 BATCH_PREDICTION = schemas.batch_response_model(SPEC, PREDICTION)
 BATCHING = CONFIG.adaptive_batching
+SCORING_ROUTES = ("/predict", "/predict_batch")
 
 PREDICTIONS_TOTAL = bentoml.metrics.Counter(
     name="ai_factory_predictions", documentation="Records scored, by endpoint and model version",
     labelnames=["endpoint", "model_version"])
 RUNNER_RETRIES_TOTAL = bentoml.metrics.Counter(
     name="ai_factory_runner_retries", documentation="Model runner calls retried after a dropped connection")
+STALLS_TOTAL = bentoml.metrics.Counter(
+    name="ai_factory_event_loop_stalls",
+    documentation="API event-loop stalls longer than stall_watchdog_ms (0 = watchdog off)")
 OUT_OF_SPEC_TOTAL = bentoml.metrics.Counter(
     name="ai_factory_out_of_spec_values", documentation="Served values outside the spec (range or category)",
     labelnames=["feature"])
@@ -101,8 +105,10 @@ class ModelRunner:
     name="ai_factory_model",
     resources={"cpu": CONFIG.resources.cpu},
     traffic={"timeout": CONFIG.traffic.timeout_seconds, "max_concurrency": CONFIG.traffic.max_concurrency},
-    workers=1,
+    workers=CONFIG.api_workers,
     endpoints={"livez": "/livez", "readyz": "/readyz"},
+    logging={"access": {"enabled": CONFIG.access_log}},
+    **({} if CONFIG.trace_predictions else {"tracing": {"excluded_urls": ",".join(SCORING_ROUTES)}}),
 )
 class ModelService:
     """Typed HTTP API in front of :class:`ModelRunner`."""
@@ -121,6 +127,13 @@ class ModelService:
                  CONFIG.single_record_scoring, "on" if BATCHING.enabled else "off",
                  "on" if CONFIG.prediction_log.enabled else "off")
         _freeze_heap()
+        self.watchdog = None
+        if CONFIG.stall_watchdog_ms:
+            from ai_factory.serving.watchdog import StallWatchdog
+
+            # The instance is created on the server's event loop (BentoML's lifespan).
+            self.watchdog = StallWatchdog(CONFIG.stall_watchdog_ms).start()
+            self.watchdog.on_stall(lambda _stall: STALLS_TOTAL.inc())
 
     async def _score(self, records: list[dict[str, Any]], endpoint: str) -> list[dict[str, Any]]:
         warnings = [schemas.out_of_spec(SPEC, r) for r in records]
@@ -179,7 +192,7 @@ class ModelService:
 
 
 ModelService.add_asgi_middleware(JSONOnly, paths=("/predict", "/predict_batch", "/model_info"))
-ModelService.add_asgi_middleware(EventTime, paths=("/predict", "/predict_batch"))
+ModelService.add_asgi_middleware(EventTime, paths=SCORING_ROUTES)
 
 
 def _freeze_heap() -> None:

@@ -9,13 +9,16 @@ from ai_factory.serving.config import ServingConfigError, load_serving_config
 
 def test_packaged_defaults(monkeypatch):
     for name in ("AI_FACTORY_SERVE_SINGLE", "AI_FACTORY_SERVE_BATCHING", "AI_FACTORY_PREDICTION_LOG",
-                 "AI_FACTORY_SERVING_CONFIG"):
+                 "AI_FACTORY_SERVING_CONFIG", "AI_FACTORY_SERVE_WORKERS", "AI_FACTORY_SERVE_ACCESS_LOG",
+                 "AI_FACTORY_SERVE_STALL_MS"):
         monkeypatch.delenv(name, raising=False)
     config = load_serving_config()
     assert config.single_record_scoring == "in_process"
     assert config.adaptive_batching.enabled and config.prediction_log.enabled
     # Far above BentoML's default of 100, which drops requests in flight when it recycles.
     assert config.runner_connection.max_requests >= 1_000_000
+    assert config.api_workers == 2 and not config.access_log and not config.trace_predictions
+    assert config.stall_watchdog_ms == 0
 
 
 def test_environment_switches(monkeypatch):
@@ -35,3 +38,21 @@ def test_invalid_values_name_the_key(tmp_path, monkeypatch):
     with pytest.raises(ServingConfigError) as err:
         load_serving_config(bad)
     assert "key 'single_record_scoring'" in str(err.value) and "key 'runner_connection.max_requests'" in str(err.value)
+
+
+def test_worker_access_log_and_watchdog_overrides(monkeypatch):
+    monkeypatch.setenv("AI_FACTORY_SERVE_WORKERS", "3")
+    monkeypatch.setenv("AI_FACTORY_SERVE_ACCESS_LOG", "true")
+    monkeypatch.setenv("AI_FACTORY_SERVE_STALL_MS", "25")
+    config = load_serving_config()
+    assert (config.api_workers, config.access_log, config.stall_watchdog_ms) == (3, True, 25.0)
+    monkeypatch.setenv("AI_FACTORY_SERVE_WORKERS", "0")
+    with pytest.raises(ServingConfigError, match="AI_FACTORY_SERVE_WORKERS=0: .*greater than or equal to 1"):
+        load_serving_config()
+    monkeypatch.setenv("AI_FACTORY_SERVE_WORKERS", "two")
+    with pytest.raises(ServingConfigError, match="AI_FACTORY_SERVE_WORKERS='two' must be a number"):
+        load_serving_config()
+    monkeypatch.setenv("AI_FACTORY_SERVE_WORKERS", "2")
+    monkeypatch.setenv("AI_FACTORY_SERVE_STALL_MS", "-5")
+    with pytest.raises(ServingConfigError, match="AI_FACTORY_SERVE_STALL_MS=-5.0: .*greater than or equal to 0"):
+        load_serving_config()

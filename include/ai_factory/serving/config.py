@@ -17,6 +17,9 @@ CONFIG_ENV = "AI_FACTORY_SERVING_CONFIG"
 BATCHING_ENV = "AI_FACTORY_SERVE_BATCHING"
 LOG_ENV = "AI_FACTORY_PREDICTION_LOG"
 SINGLE_ENV = "AI_FACTORY_SERVE_SINGLE"
+STALL_ENV = "AI_FACTORY_SERVE_STALL_MS"
+WORKERS_ENV = "AI_FACTORY_SERVE_WORKERS"
+ACCESS_LOG_ENV = "AI_FACTORY_SERVE_ACCESS_LOG"
 
 SingleRecordScoring = Literal["in_process", "runner"]
 
@@ -71,11 +74,16 @@ class PredictionLogConfig(_Strict):
 class ServingConfig(_Strict):
     max_batch_records: int = Field(default=1000, ge=1, le=100_000)
     single_record_scoring: SingleRecordScoring = "in_process"
+    api_workers: int = Field(default=2, ge=1, le=64)
+    access_log: bool = False
+    trace_predictions: bool = False
     adaptive_batching: AdaptiveBatching = AdaptiveBatching()
     traffic: Traffic = Traffic()
     runner_connection: RunnerConnection = RunnerConnection()
     resources: Resources = Resources()
     prediction_log: PredictionLogConfig = PredictionLogConfig()
+    # Log event-loop stalls of the API process longer than this (ms); 0 = off (ai_factory.serving.watchdog).
+    stall_watchdog_ms: float = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _batch_fits(self) -> ServingConfig:
@@ -116,6 +124,21 @@ def load_serving_config(path: str | Path | None = None) -> ServingConfig:
         if single not in ("in_process", "runner"):
             raise ServingConfigError(f"{SINGLE_ENV}={single!r} must be in_process or runner")
         config = config.model_copy(update={"single_record_scoring": single})
+    updates: dict[str, tuple[str, object]] = {}  # key → (env var, value)
+    for env, key, parse in ((STALL_ENV, "stall_watchdog_ms", float), (WORKERS_ENV, "api_workers", int)):
+        text = os.environ.get(env, "").strip()
+        if text:
+            try:
+                updates[key] = (env, parse(text))
+            except ValueError:
+                raise ServingConfigError(f"{env}={text!r} must be a number") from None
+    if (access := _flag(ACCESS_LOG_ENV)) is not None:
+        updates["access_log"] = (ACCESS_LOG_ENV, access)
+    for key, (env, value) in updates.items():
+        try:
+            config = ServingConfig.model_validate({**config.model_dump(), key: value})
+        except ValidationError as exc:
+            raise ServingConfigError(f"{env}={value!r}: {exc.errors()[0]['msg']}") from None
     if batching is not None:
         config = config.model_copy(update={
             "adaptive_batching": config.adaptive_batching.model_copy(update={"enabled": batching})})
