@@ -85,6 +85,39 @@ def _in_process_rows_per_s(tag: str, records: list[dict], batch: int, frame: boo
     return n / (time.perf_counter() - t0)
 
 
+def logging_cpu_per_record(records: list[dict], rows: int = 2000, repeats: int = 10) -> dict:
+    """CPU the prediction log spends per served record: ``log()`` on the request path, and the
+    background flush (Arrow + Parquet, ``rows`` rows per file, median of ``repeats``). Thread CPU
+    time, so other jobs on the machine do not count, unlike the throughput ratios."""
+    import tempfile as tf
+    from datetime import UTC, datetime
+
+    from ai_factory.serving.prediction_log import LogConfig, PredictionLogger
+    from ai_factory.spec import default_spec
+    from ai_factory.storage import DataLake
+
+    spec = default_spec()
+    lake = DataLake(tf.mkdtemp(prefix="aif-bench-plog-"))
+    logger = PredictionLogger(lake, spec, LogConfig(flush_rows=10**9, flush_seconds=3600, max_buffer_rows=10**7))
+    when = datetime.now(UTC)
+    one = records[:1]
+    t = time.thread_time()
+    for _ in range(rows * repeats):
+        logger.log(one, [1], [0.5], "bench", when)
+    log_us = (time.thread_time() - t) / (rows * repeats) * 1e6
+    buffered = logger._rows[:rows]
+    logger._rows = []
+    logger._parquet(buffered[:1])  # first flush builds the schema
+    flush = []
+    for _ in range(repeats):
+        t = time.thread_time()
+        logger._parquet(buffered)
+        flush.append((time.thread_time() - t) * 1000)
+    logger.close()
+    flush_ms = sorted(flush)[len(flush) // 2]
+    return {"log_us": log_us, "flush_ms": flush_ms, "rows": rows, "per_record_us": log_us + flush_ms * 1000 / rows}
+
+
 def _serve(tag: str, port: int, single: str, batching: bool, logging_: bool, log_path: Path,
            config: Path | None = None) -> subprocess.Popen:
     env = {**os.environ, **({"AI_FACTORY_SERVING_CONFIG": str(config)} if config else {}), "AI_FACTORY_MODEL_TAG": tag, "AI_FACTORY_SERVE_BATCHING": str(batching).lower(),
@@ -274,6 +307,11 @@ def main() -> None:
     sweeps = [bench_configs(scratch, tags[0], records) for _ in range(repeats)]
     for i, configs in enumerate(sweeps, 1):
         _report(configs, inproc, f" (sweep {i} of {repeats})" if repeats > 1 else "")
+
+    cost = logging_cpu_per_record(records)
+    sys.stdout.write("\n### Prediction-log CPU per served record (thread CPU time)\n\n")
+    table(["log() on the request path µs", f"flush of {cost['rows']} rows ms (writer thread)", "total per record µs"],
+          [[f"{cost['log_us']:.1f}", f"{cost['flush_ms']:.1f}", f"{cost['per_record_us']:.1f}"]])
 
     switch = bench_switch(scratch, tags, records)
     sys.stdout.write("\n### Switch gap (100 req/s through the stable front while a new version takes over)\n\n")

@@ -36,6 +36,14 @@ def _served_version(url: str) -> str:
         return json.loads(resp.read())["model_version"]
 
 
+def _predictions_counted(url: str, version: str) -> float:
+    """Records the server at ``url`` says it scored for ``version`` (``/metrics``, all workers)."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("ai_factory_predictions_total{") and f'model_version="{version}"' in line)
+
+
 def _deploy(version: str) -> dict:
     p = flow.plan("deploy", version=version)
     bento = flow.build(p)
@@ -63,10 +71,16 @@ def test_good_deploy_promotes_and_a_bad_one_rolls_back_while_the_old_version_kee
     assert not pid_alive(first["candidate"]["pid"])  # the old server is gone, the front moved on
     assert reg.champion_history()[-1]["previous"] == a
 
+    live = second["candidate"]["url"]
+    counted = _predictions_counted(live, fresh)
+    assert counted >= 64  # the smoke test's records
+
     # A mis-packed Bento: built for `b`, deployed as `a` -> the smoke test catches it.
     bad_plan = flow.plan("deploy", version=a)
     wrong_bento = flow.build({**bad_plan, "tag": reg.get(b).tag})
     cand = flow.start_candidate(bad_plan, wrong_bento)
+    # Starting a server beside the live one leaves the live one's metrics alone.
+    assert _predictions_counted(live, fresh) == counted
     with pytest.raises(SmokeTestFailed, match=f"expected {a}"):
         flow.smoke(bad_plan, cand)
     undone = flow.rollback(bad_plan)

@@ -25,6 +25,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -196,12 +197,15 @@ class LocalTarget:
         logs = self.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log_path = logs / f"{version}-{port}.log"
-        cmd = [sys.executable, "-m", "bentoml", "serve", bento, "--host", "127.0.0.1", "--port", str(port)]
+        metrics_dir = self.home / "metrics" / f"{version}-{port}"
+        # Own Prometheus directory: bentoml serve empties the shared one, the live version's included.
+        cmd = [sys.executable, "-m", "ai_factory.serving.launch", "--metrics-dir", str(metrics_dir),
+               "serve", bento, "--host", "127.0.0.1", "--port", str(port)]
         with open(log_path, "ab") as out:
             proc = subprocess.Popen(cmd, env=self._env(), stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(self.home))
         backend = {"version": version, "bento": bento, "port": port, "pid": proc.pid, "log": str(log_path),
-                   "url": f"http://127.0.0.1:{port}", "started_at": datetime.now(UTC).isoformat()}
+                   "metrics_dir": str(metrics_dir), "url": f"http://127.0.0.1:{port}", "started_at": datetime.now(UTC).isoformat()}
         log.info("started %s for %s on port %d (pid %d), log %s", bento, version, port, proc.pid, log_path)
         with self._locked() as state:
             state.setdefault("candidates", {})[version] = backend
@@ -217,6 +221,8 @@ class LocalTarget:
         if not backend:
             return False
         stopped = stop_process(backend.get("pid"), grace)
+        if backend.get("metrics_dir") and not pid_alive(backend.get("pid")):
+            shutil.rmtree(backend["metrics_dir"], ignore_errors=True)
         with self._locked() as state:
             cands = state.setdefault("candidates", {})
             if cands.get(backend["version"], {}).get("pid") == backend.get("pid"):
