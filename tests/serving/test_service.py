@@ -76,13 +76,14 @@ def server(trained_store, tmp_path_factory):
 def runner_server(trained_store, tmp_path_factory):
     """Single records through the model runner and its adaptive batcher; no prediction log.
 
-    Its own BENTOML_HOME: ``bentoml serve`` wipes ``$BENTOML_HOME/prometheus_multiproc_dir`` at
+    The event-loop stall watchdog is on. Its own BENTOML_HOME: ``bentoml serve`` wipes ``$BENTOML_HOME/prometheus_multiproc_dir`` at
     start, which would reset the metrics of the other server.
     """
     home = tmp_path_factory.mktemp("runner-bentoml") / "bentoml"
     shutil.copytree(trained_store.model_home, home, symlinks=True)
+    # A 2 ms stall threshold: scoring a request holds the loop about that long, so the watchdog has stalls to report.
     with _serve(trained_store, tmp_path_factory.mktemp("runner-lake"), AI_FACTORY_SERVE_SINGLE="runner",
-                AI_FACTORY_PREDICTION_LOG="false", BENTOML_HOME=str(home)) as s:
+                AI_FACTORY_PREDICTION_LOG="false", BENTOML_HOME=str(home), AI_FACTORY_SERVE_STALL_MS="2") as s:
         yield s
 
 
@@ -117,6 +118,18 @@ def test_served_predictions_equal_offline_predictions(server, holdout):
     with bentoml.SyncHTTPClient(server["url"]) as client:
         out = client.predict(**records[0])
     assert out["probability"] == pytest.approx(offline[0, 1], abs=1e-5)
+
+
+def test_the_stall_watchdog_reports_to_the_log_and_metrics(runner_server, good_record):
+    for _ in range(20):
+        assert httpx.post(f"{runner_server['url']}/predict_batch", json={"records": [good_record] * 200},
+                          timeout=30).status_code == 200
+    metrics = httpx.get(f"{runner_server['url']}/metrics").text
+    counted = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                  if line.startswith("ai_factory_event_loop_stalls_total"))
+    assert counted > 0, metrics[-2000:]
+    log = runner_server["log"].read_text(errors="replace")
+    assert "event loop blocked for" in log and "loop thread was at:" in log
 
 
 def test_single_records_through_the_runner_equal_offline_predictions(runner_server, holdout):

@@ -41,7 +41,8 @@ class StallWatchdog:
         if threshold_ms <= 0:
             raise ValueError(f"stall threshold must be > 0 ms, got {threshold_ms}")
         self.threshold = threshold_ms / 1000
-        self.beat = beat_ms / 1000
+        # A heartbeat well inside the threshold, or an idle loop between two beats reads as a stall.
+        self.beat = min(beat_ms, threshold_ms / 4) / 1000
         self.stalls: deque[Stall] = deque(maxlen=keep)
         self.count = 0
         self._last = time.monotonic()
