@@ -112,3 +112,25 @@ def airflow_stack(airflow_db, tmp_path: Path):
     yield start
     for stack in started:
         stack.stop()
+
+
+# -- time per marker (make test prints it; docs/testing.md records it) ---------------------------------------------
+_MARKERS = ("scenario", "e2e", "ui", "serving", "faults", "postgres")
+_TIME_BY_MARKER: dict[str, list[float]] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # Setup and teardown count too: a shared fixture's cost lands on the first test that needs it.
+    marks = [m for m in _MARKERS if m in report.keywords] or ["unit"]
+    entry = _TIME_BY_MARKER.setdefault(marks[0], [0.0, 0])
+    entry[0] += report.duration
+    if report.when == "call":
+        entry[1] += 1
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _TIME_BY_MARKER:
+        return
+    terminalreporter.section("time per marker (a test counts under its first of: " + ", ".join(_MARKERS) + ")")
+    for mark, (seconds, count) in sorted(_TIME_BY_MARKER.items(), key=lambda kv: -kv[1][0]):
+        terminalreporter.write_line(f"{mark:<10} {count:4d} tests  {seconds / 60:6.1f} min")

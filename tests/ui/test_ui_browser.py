@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+from requires import unavailable
 from ui_seed import CORRUPT_DAY, DRIFT_START, FIRST_DAY, MISSING_DAY
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ui]
@@ -35,7 +36,7 @@ TIMEOUT_MS = 60_000
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's package (`apt-get install -y chromium`; "
+        unavailable(f"no Chromium at {CHROMIUM}: install Debian's package (`apt-get install -y chromium`; "
                     f"`make test` does) or point AI_FACTORY_CHROMIUM at one")
     from playwright.sync_api import sync_playwright
 
