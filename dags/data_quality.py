@@ -22,6 +22,7 @@ Manual runs may pass `ds` to validate a specific day.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
@@ -59,7 +60,7 @@ def data_quality() -> None:
     )
 
     @task(outlets=[VALIDATED_DATA])
-    def validate(**context) -> dict:
+    def validate(*, outlet_events: Any = None, **context) -> dict:
         """Validate the day; publish to validated/ or quarantine with a clear failure."""
         from airflow.sdk.exceptions import AirflowFailException
 
@@ -69,7 +70,7 @@ def data_quality() -> None:
             summary = run_quality_gate(resolve_ds(context))
         except QualityGateFailed as exc:
             raise AirflowFailException(str(exc)) from exc
-        context["outlet_events"][VALIDATED_DATA].extra = {
+        outlet_events[VALIDATED_DATA].extra = {
             "ds": summary["ds"], "rows": summary["rows"], "path": summary["path"],
         }
         return {k: summary[k] for k in ("ds", "status", "rows", "path", "report", "data_docs_page")}

@@ -24,11 +24,12 @@ Failures notify too. Re-running a day replaces that day's reports and nothing el
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from ai_factory.orchestration.assets import DRIFT_DETECTED
-from ai_factory.orchestration.defaults import default_args, on_failure
+from ai_factory.orchestration.defaults import default_args
 from ai_factory.orchestration.notify import FactoryNotifier
 from ai_factory.orchestration.partitions import resolve_ds
 from ai_factory.settings import get_settings
@@ -50,8 +51,7 @@ DRIFT_NOTIFIER = FactoryNotifier.drift(
     max_active_runs=2,
     dagrun_timeout=timedelta(seconds=SETTINGS.sensor_timeout_seconds) + timedelta(hours=1),
     max_consecutive_failed_dag_runs=0,
-    default_args=default_args(retries=2, execution_timeout=timedelta(minutes=30),
-                              on_failure_callback=[on_failure, FactoryNotifier()]),
+    default_args=default_args(retries=2, execution_timeout=timedelta(minutes=30)),
     params={"ds": Param(None, type=["null", "string"], format="date", title="Partition date",
                         description="Check this day instead of the run's logical date (YYYY-MM-DD).")},
     tags=["ai-factory", "monitoring", "drift", "evidently"],
@@ -86,9 +86,9 @@ def drift_monitoring() -> None:
         return bool(summary["drift"])
 
     @task(outlets=[DRIFT_DETECTED], on_success_callback=DRIFT_NOTIFIER)
-    def emit_drift_event(summary: dict, **context) -> dict:
+    def emit_drift_event(summary: dict, *, outlet_events: Any = None) -> dict:
         extra = {k: summary[k] for k in ("ds", "share", "columns", "reason")}
-        context["outlet_events"][DRIFT_DETECTED].extra = extra
+        outlet_events[DRIFT_DETECTED].extra = extra
         return extra
 
     plan = assemble()

@@ -7,12 +7,15 @@ PostgreSQL metadata DB (its own database on 127.0.0.1:5432) instead of SQLite.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -112,6 +115,30 @@ def airflow_stack(airflow_db, tmp_path: Path):
     yield start
     for stack in started:
         stack.stop()
+
+
+# -- a Slack-style webhook (the notifier's tests and the DAGs' failure notifications) ----------------------------
+class _Webhook(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 (http.server API)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append((self.path, json.loads(body)))  # type: ignore[attr-defined]
+        self.send_response(self.server.status)  # type: ignore[attr-defined]
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[HTTPServer]:
+    server = HTTPServer(("127.0.0.1", 0), _Webhook)
+    server.received, server.status = [], 200  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
 
 
 # -- time per marker (make test prints it; docs/testing.md records it) ---------------------------------------------

@@ -58,6 +58,16 @@ def test_corrupt_day_is_quarantined_and_fails_clearly(airflow_db, dagbag, lake, 
     assert failure and f"ds={ds}" in failure[-1] and "validation_result.json" in failure[-1]
 
 
+def test_quarantined_day_notifies_not_only_logs(airflow_db, dagbag, lake, webhook, monkeypatch):
+    """The failure notifier sits in every DAG's default_args: a quarantined day reaches Slack."""
+    monkeypatch.setenv("AIRFLOW_CONN_AI_FACTORY_SLACK", f"http://127.0.0.1:{webhook.server_address[1]}/services/T/B/x")
+    ds = "2026-01-08"
+    write_day(lake, ds, 300, corruption=Corruption.MISSING_COLUMN)
+    assert str(_run(dagbag, ds).state) == "failed"
+    texts = [body["text"] for _, body in webhook.received]
+    assert any("data_quality.validate failed" in t and f"data quality failed for ds={ds}" in t for t in texts), texts
+
+
 def test_rerunning_a_day_is_idempotent(airflow_db, dagbag, lake):
     ds = "2026-01-09"
     write_day(lake, ds, 500)

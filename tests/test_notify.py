@@ -11,7 +11,7 @@ import logging
 import socketserver
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import HTTPServer
 from types import SimpleNamespace
 
 import pytest
@@ -20,29 +20,6 @@ from ai_factory.orchestration.notify import FactoryNotifier, NotificationError, 
 
 CONTEXT = {"ti": SimpleNamespace(dag_id="drift_monitoring", task_id="report", try_number=2),
            "run_id": "scheduled__2026-05-01", "logical_date": "2026-05-01", "exception": ValueError("boom")}
-
-
-class _Webhook(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 (http.server API)
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.received.append((self.path, json.loads(body)))  # type: ignore[attr-defined]
-        self.send_response(self.server.status)  # type: ignore[attr-defined]
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def webhook() -> Iterator[HTTPServer]:
-    server = HTTPServer(("127.0.0.1", 0), _Webhook)
-    server.received, server.status = [], 200  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 class _Smtp(socketserver.StreamRequestHandler):

@@ -1,10 +1,17 @@
-"""Reliability defaults every DAG uses: retries with backoff, timeouts, a failure callback."""
+"""Reliability defaults every DAG uses: retries with backoff, timeouts, the failure notifier.
+
+The notifier lives here, in ``default_args``, so no DAG can forget it: every failed task
+(a quarantined day included) logs a greppable line and goes out by email and/or Slack when
+those connections exist (:mod:`ai_factory.orchestration.notify`).
+"""
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
 from typing import Any
+
+from ai_factory.orchestration.notify import FactoryNotifier
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +42,7 @@ def default_args(
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=30),
         "execution_timeout": execution_timeout,
-        "on_failure_callback": on_failure,
+        "on_failure_callback": [on_failure, FactoryNotifier()],
     }
     args.update(overrides)
     return args
