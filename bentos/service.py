@@ -219,7 +219,7 @@ def _openapi(doc: dict[str, Any]) -> dict[str, Any]:
             f"records under that day: accepted from {window.max_days_back:g} days before to "
             f"{window.max_days_ahead:g} day(s) after the server's clock, otherwise a 400 naming the header.")
     return schemas.openapi_document(doc, json_routes=JSON_ROUTES, event_time_routes=SCORING_ROUTES,
-                                    event_time_note=note)
+                                    event_time_note=note, request_models={"/predict": RECORD, "/predict_batch": BATCH})
 
 
 # Outermost first: one log line and one body shape per 4xx, then the routes' own checks.

@@ -79,3 +79,13 @@ def test_event_time_window_defaults_and_overrides(monkeypatch, tmp_path):
     monkeypatch.delenv("AI_FACTORY_SERVE_EVENT_DAYS_AHEAD")
     with pytest.raises(ServingConfigError, match="key 'event_time.max_days_back'"):
         load_serving_config(bad)
+
+
+def test_a_partial_config_file_gets_defaults_bentoml_accepts(tmp_path, monkeypatch):
+    """BentoML's config schema wants floats: an int default (86400) failed `bentoml serve` with a file lacking the key."""
+    monkeypatch.delenv("AI_FACTORY_SERVE_WORKERS", raising=False)
+    partial = tmp_path / "serving.yaml"
+    partial.write_text("api_workers: 1\n")
+    config = load_serving_config(partial)
+    assert isinstance(config.runner_connection.max_age_seconds, float)
+    assert isinstance(config.traffic.timeout_seconds, float) and config.api_workers == 1

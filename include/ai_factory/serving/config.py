@@ -42,7 +42,7 @@ class AdaptiveBatching(_Strict):
 
 
 class Traffic(_Strict):
-    timeout_seconds: float = Field(default=10, gt=0)
+    timeout_seconds: float = Field(default=10.0, gt=0)
     max_concurrency: int = Field(default=1024, ge=1)
 
 
@@ -56,7 +56,7 @@ class RunnerConnection(_Strict):
     """
 
     max_requests: int = Field(default=1_000_000_000, ge=1)
-    max_age_seconds: float = Field(default=86_400, gt=0)
+    max_age_seconds: float = Field(default=86_400.0, gt=0)
 
 
 class Resources(_Strict):

@@ -200,7 +200,8 @@ def _nullable_30(node: Any) -> Any:
 
 
 def openapi_document(doc: dict[str, Any], json_routes: tuple[str, ...], event_time_routes: tuple[str, ...],
-                     event_time_note: str) -> dict[str, Any]:
+                     event_time_note: str, request_models: dict[str, type[BaseModel]] | None = None,
+                     ) -> dict[str, Any]:
     """BentoML's OpenAPI 3.0 document made true to what the service answers.
 
     * Error bodies: ``{"error": str, "detail": [{"loc", "msg", "type"}]}`` for every error status
@@ -208,14 +209,31 @@ def openapi_document(doc: dict[str, Any], json_routes: tuple[str, ...], event_ti
       gives every 4xx this shape).
     * 415 on the JSON routes (:class:`~ai_factory.serving.middleware.JSONOnly`), 503 where BentoML sheds load.
     * Nullable fields as OpenAPI 3.0 writes them (``nullable: true``), not 3.1's ``type: null``.
+    * The request body of each route in ``request_models`` is that model's schema, and required:
+      BentoML inlines it and keeps only the first ``anyOf`` branch of each field, so a nullable
+      feature read as non-nullable there (the service accepts ``null``).
     * The ``X-Event-Time`` header described on the scoring routes. It is not declared as a
       parameter: its valid range moves with the clock, which a static schema cannot say.
     """
+    ref = "#/components/schemas/{}".format
+    doc = dict(doc)
+    doc["paths"] = {path: dict(item) for path, item in doc.get("paths", {}).items()}
+    components = {**doc.get("components", {}).get("schemas", {})}
+    for path, model in (request_models or {}).items():
+        post = doc["paths"].get(path, {}).get("post")
+        if post is None:
+            continue
+        schema = model.model_json_schema(ref_template=ref("{model}"))
+        components.update(schema.pop("$defs", {}))
+        old = post.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+        schema["title"] = old.get("title", schema.get("title"))
+        doc["paths"][path] = {**doc["paths"][path], "post": {
+            **post, "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}}
+    doc["components"] = {**doc.get("components", {}), "schemas": components}
     out = _nullable_30(doc)
-    schemas = out.setdefault("components", {}).setdefault("schemas", {})
+    schemas = out["components"]["schemas"]
     for name, phrase in _ERROR_COMPONENTS.items():
         schemas[name] = {**ERROR_SCHEMA, "title": name, "description": phrase}
-    ref = "#/components/schemas/{}".format
     for path, item in out.get("paths", {}).items():
         post = item.get("post")
         if post is None:
