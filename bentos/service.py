@@ -10,7 +10,10 @@ Two services, composed the BentoML way:
   ``/metrics`` and the OpenAPI document at ``/docs.json``. Request and response schemas are
   generated from the served model's dataset spec (:mod:`ai_factory.serving.schemas`). Every
   served record is queued for ``predictions/ds=YYYY-MM-DD/`` (a background writer; see
-  :mod:`ai_factory.serving.prediction_log`).
+  :mod:`ai_factory.serving.prediction_log`); ``/readyz`` says ``degraded: <reason>`` while
+  that log drops or fails to write rows. The ASGI middleware at the bottom of this file
+  (:mod:`ai_factory.serving.middleware`) checks ``Content-Type`` and ``X-Event-Time``, logs
+  each rejected request as one line and corrects BentoML's OpenAPI document.
 
 Single records are scored in the API process itself by default (``single_record_scoring:
 in_process``): with pandas-free preprocessing one record costs well under a millisecond of

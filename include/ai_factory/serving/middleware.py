@@ -8,7 +8,8 @@ itself logs each rejected request with its full traceback (``Exception on /predi
 ~5 KB per bad request); :func:`quiet_client_errors` drops those records at their logger, so
 a traceback in the log means a server bug again. It also answers a 500 at once when code
 below it raises before answering: BentoML's ``TimeoutMiddleware`` only notices a request
-that failed that way when its timer fires (10 s later, then a bodiless 500 from uvicorn).
+that failed that way when its timer fires (10 s later, then a bodiless 500 from uvicorn;
+fix proposed upstream in bentoml/BentoML#5670, open for 1.4.39).
 
 :class:`JSONOnly` — a POST whose body is not JSON gets a 415 that names the header. BentoML
 picks a deserializer from ``Content-Type``; a ``multipart/form-data`` without a boundary
