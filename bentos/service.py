@@ -10,7 +10,10 @@ Two services, composed the BentoML way:
   ``/metrics`` and the OpenAPI document at ``/docs.json``. Request and response schemas are
   generated from the served model's dataset spec (:mod:`ai_factory.serving.schemas`). Every
   served record is queued for ``predictions/ds=YYYY-MM-DD/`` (a background writer; see
-  :mod:`ai_factory.serving.prediction_log`).
+  :mod:`ai_factory.serving.prediction_log`); ``/readyz`` says ``degraded: <reason>`` while
+  that log drops or fails to write rows. The ASGI middleware at the bottom of this file
+  (:mod:`ai_factory.serving.middleware`) checks ``Content-Type`` and ``X-Event-Time``, logs
+  each rejected request as one line and corrects BentoML's OpenAPI document.
 
 Single records are scored in the API process itself by default (``single_record_scoring:
 in_process``): with pandas-free preprocessing one record costs well under a millisecond of
@@ -34,7 +37,16 @@ from pydantic import BaseModel
 
 from ai_factory.serving import schemas
 from ai_factory.serving.config import load_serving_config
-from ai_factory.serving.middleware import EventTime, JSONOnly, event_time
+from ai_factory.serving.middleware import (
+    EventTime,
+    JSONOnly,
+    Readiness,
+    Rejections,
+    RewriteJSON,
+    event_time,
+    quiet_client_errors,
+)
+from ai_factory.serving.prediction_log import COUNTS
 from ai_factory.serving.runtime import MODEL_TAG_ARG, Scorer, records_array, resolve_model_tag, spec_of_model
 
 with bentoml.importing():
@@ -53,6 +65,7 @@ BATCH = schemas.batch_request_model(SPEC, RECORD, CONFIG.max_batch_records)
 BATCH_PREDICTION = schemas.batch_response_model(SPEC, PREDICTION)
 BATCHING = CONFIG.adaptive_batching
 SCORING_ROUTES = ("/predict", "/predict_batch")
+JSON_ROUTES = (*SCORING_ROUTES, "/model_info")
 
 PREDICTIONS_TOTAL = bentoml.metrics.Counter(
     name="ai_factory_predictions", documentation="Records scored, by endpoint and model version",
@@ -65,6 +78,11 @@ STALLS_TOTAL = bentoml.metrics.Counter(
 OUT_OF_SPEC_TOTAL = bentoml.metrics.Counter(
     name="ai_factory_out_of_spec_values", documentation="Served values outside the spec (range or category)",
     labelnames=["feature"])
+LOG_ROWS_TOTAL = {kind: bentoml.metrics.Counter(
+    name=f"ai_factory_prediction_log_rows_{kind}",
+    documentation=f"Served rows the prediction log {kind} (written: in predictions/ds=…; rejected: kept aside in "
+                  "predictions/_rejected/ with the reason; dropped: lost, the buffer was full)")
+    for kind in COUNTS}
 
 
 @bentoml.service(
@@ -122,6 +140,7 @@ class ModelService:
         self.version = MODEL.tag.version or ""
         self.scorer = Scorer(SPEC, _classes())
         self.logger = PredictionLogger(DataLake.from_settings(), SPEC, CONFIG.prediction_log.to_log_config())
+        self.logger.on_count(lambda kind, n: LOG_ROWS_TOTAL[kind].inc(n))
         self.predictor = _local_predictor() if CONFIG.single_record_scoring == "in_process" else None
         log.info("serving %s (single records %s, batching %s, prediction log %s)", MODEL.tag,
                  CONFIG.single_record_scoring, "on" if BATCHING.enabled else "off",
@@ -191,8 +210,28 @@ class ModelService:
         self.logger.close()
 
 
-ModelService.add_asgi_middleware(JSONOnly, paths=("/predict", "/predict_batch", "/model_info"))
-ModelService.add_asgi_middleware(EventTime, paths=SCORING_ROUTES)
+def _health() -> tuple[str, str] | None:
+    """The prediction log's health for ``/readyz`` (``None`` before the service instance exists)."""
+    logger = getattr(bentoml.get_current_service(), "logger", None)
+    return logger.health() if logger is not None else None
+
+
+def _openapi(doc: dict[str, Any]) -> dict[str, Any]:
+    window = CONFIG.event_time
+    note = (f"Replayed traffic may send `X-Event-Time: <ISO 8601 date or datetime>` (naive = UTC) to log its "
+            f"records under that day: accepted from {window.max_days_back:g} days before to "
+            f"{window.max_days_ahead:g} day(s) after the server's clock, otherwise a 400 naming the header.")
+    return schemas.openapi_document(doc, json_routes=JSON_ROUTES, event_time_routes=SCORING_ROUTES,
+                                    event_time_note=note, request_models={"/predict": RECORD, "/predict_batch": BATCH})
+
+
+# Outermost first: one log line and one body shape per 4xx, then the routes' own checks.
+quiet_client_errors()
+ModelService.add_asgi_middleware(Rejections)
+ModelService.add_asgi_middleware(Readiness, path="/readyz", health=_health)
+ModelService.add_asgi_middleware(RewriteJSON, path="/docs.json", rewrite=_openapi)
+ModelService.add_asgi_middleware(JSONOnly, paths=JSON_ROUTES, body_required=SCORING_ROUTES)
+ModelService.add_asgi_middleware(EventTime, paths=SCORING_ROUTES, window=CONFIG.event_time.window())
 
 
 def _freeze_heap() -> None:

@@ -144,3 +144,116 @@ def test_the_background_writer_flushes_on_its_own_and_close_loses_nothing(lake):
     logger.log(records[12:], [0] * 13, [0.5] * 13, "v1", when)
     logger.close()
     assert len(lake.read_partition(Zone.PREDICTIONS, date(2026, 4, 7))) == 25
+
+
+def _rejected_lines(lake: DataLake) -> list[dict]:
+    import json
+    from pathlib import Path
+
+    base = Path(lake.zone_path(Zone.PREDICTIONS)) / "_rejected"
+    return [json.loads(line) for f in sorted(base.rglob("*.jsonl")) for line in f.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["bad-row-first", "bad-row-later"])
+def test_an_unencodable_timestamp_is_kept_aside_and_the_writer_lives_on(lake, first):
+    """The probe: ``X-Event-Time: 0001-01-01`` killed the writer thread (OutOfBoundsDatetime), losing its buffer."""
+    records = _records(6)
+    good = datetime(2026, 4, 7, 12, tzinfo=UTC)
+    ancient = datetime(1, 1, 1, tzinfo=UTC)
+    logger = PredictionLogger(lake, SPEC, LogConfig(flush_rows=4, flush_seconds=0.2))
+    counts: list[tuple[str, int]] = []
+    logger.on_count(lambda kind, n: counts.append((kind, n)))
+    try:
+        if not first:
+            logger.log(records[:2], [0, 1], [0.1, 0.9], "v1", good)
+            logger.flush()
+        logger.log(records[2:3], [1], [0.7], "v1", ancient)
+        logger.log(records[3:], [0, 0, 1], [0.2, 0.3, 0.8], "v1", good)
+        logger.flush()
+        assert logger._thread is not None and logger._thread.is_alive()
+        logger.log(records[:1], [1], [0.6], "v1", good)  # served after the bad row: still written
+    finally:
+        logger.close()
+    kept = 4 if first else 6
+    assert logger.written == kept and logger.rejected == 1 and logger.dropped == 0
+    assert len(lake.read_partition(Zone.PREDICTIONS, date(2026, 4, 7))) == kept
+    [aside] = _rejected_lines(lake)
+    assert aside["row"]["timestamp"].startswith("0001-01-01") and aside["row"]["age"] == records[2]["age"]
+    assert "out of bounds" in aside["reason"].lower() or "OutOfBounds" in aside["reason"]
+    assert ("rejected", 1) in counts and sum(n for k, n in counts if k == "written") == kept
+    assert lake.partitions(Zone.PREDICTIONS) == [date(2026, 4, 7)]  # the side folder is no partition
+
+
+def test_a_value_no_encoder_takes_is_kept_aside_with_its_reason(lake):
+    records = _records(4)
+    int_col = next(f.name for f in SPEC.features if f.dtype.value == "int" and not f.nullable)
+    when = datetime(2026, 4, 7, 12, tzinfo=UTC)
+    logger = PredictionLogger(lake, SPEC, MANUAL)
+    try:
+        logger.log(records[:1], [0], [0.1], "v1", when)
+        logger.flush()
+        logger.log([records[1], {**records[2], int_col: "forty"}, records[3]], [1, 0, 1], [0.8, 0.3, 0.6], "v1", when)
+        assert logger.flush() == 2
+    finally:
+        logger.close()
+    assert len(lake.read_partition(Zone.PREDICTIONS, date(2026, 4, 7))) == 3
+    [aside] = _rejected_lines(lake)
+    assert aside["row"][int_col] == "forty" and aside["reason"]
+    assert (logger.written, logger.rejected, logger.dropped) == (3, 1, 0)
+
+
+def test_a_dead_writer_thread_is_restarted_and_loses_nothing(lake, caplog):
+    class Killed(BaseException):
+        """Something a flush does not survive (the writer's loop catches every Exception)."""
+
+    logger = PredictionLogger(lake, SPEC, LogConfig(flush_rows=1, flush_seconds=0.1))
+    real = logger._encode
+    calls = []
+
+    def dying(rows):
+        calls.append(len(rows))
+        if len(calls) == 1:
+            raise Killed
+        return real(rows)
+
+    logger._encode = dying  # type: ignore[method-assign]
+    when = datetime(2026, 4, 7, 12, tzinfo=UTC)
+    records = _records(5)
+    import threading
+    import time
+
+    hook, threading.excepthook = threading.excepthook, lambda args: None  # the thread's death is the point
+    try:
+        logger.log(records[:2], [0, 1], [0.1, 0.9], "v1", when)
+        deadline = time.monotonic() + 10
+        while logger._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not logger._thread.is_alive()
+        assert logger.health()[0] == "degraded"  # /readyz restarts it too, and says so
+        logger.log(records[2:], [0, 0, 1], [0.2, 0.3, 0.8], "v1", when)
+        assert logger._thread.is_alive() and logger.restarts == 1
+    finally:
+        threading.excepthook = hook
+        logger.close()
+    assert "restarted" in logger.health()[1] or logger.restarts == 1
+    assert "started a new one" in caplog.text
+    assert logger.written == 5 and logger.dropped == 0
+    assert len(lake.read_partition(Zone.PREDICTIONS, date(2026, 4, 7))) == 5
+
+
+def test_health_reports_dropping_and_failing_writes(lake, monkeypatch):
+    logger = PredictionLogger(lake, SPEC, LogConfig(flush_rows=10**9, flush_seconds=3600, max_buffer_rows=4))
+    try:
+        assert logger.health() == ("ok", "")
+        logger.log(_records(3), [0] * 3, [0.5] * 3, "v1", datetime(2026, 4, 7, tzinfo=UTC))
+        state, reason = logger.health()
+        assert state == "degraded" and "behind" in reason  # 3 of 4 buffer rows
+        monkeypatch.setattr(lake, "write_bytes", lambda path, data: (_ for _ in ()).throw(OSError("disk full")))
+        assert logger.flush() == 0
+        logger.log(_records(3), [0] * 3, [0.5] * 3, "v1", datetime(2026, 4, 7, tzinfo=UTC))
+        state, reason = logger.health()
+        assert state == "degraded" and "disk full" in reason and "dropped" in reason
+    finally:
+        monkeypatch.undo()
+        logger.close()
+    assert logger.dropped == 2 and logger.written == 4  # nothing unaccounted: 6 served = 4 written + 2 dropped

@@ -88,6 +88,18 @@ def runner_server(trained_store, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def log_fault_server(trained_store, tmp_path_factory):
+    """One API worker (so /readyz and /metrics see its writer), flushing every 0.3 s, degraded for 3 s after a fault."""
+    root = tmp_path_factory.mktemp("log-fault")
+    home = root / "bentoml"
+    shutil.copytree(trained_store.model_home, home, symlinks=True)
+    config = root / "serving.yaml"
+    config.write_text("api_workers: 1\nprediction_log: {flush_seconds: 0.3, health_window_seconds: 3}\n")
+    with _serve(trained_store, root / "lake", BENTOML_HOME=str(home), AI_FACTORY_SERVING_CONFIG=str(config)) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
 def holdout(trained_store) -> pd.DataFrame:
     lake = DataLake(str(trained_store.lake_root))
     return lake.read_partition(Zone.VALIDATED, lake.partitions(Zone.VALIDATED)[-1]).head(200)
@@ -164,11 +176,103 @@ def test_concurrent_traffic_through_the_runner_gets_no_server_error(request, whi
     assert 500 not in codes and codes.count(200) >= 0.9 * len(codes), sorted(set(codes))
 
 
-def test_health_and_metrics_endpoints(server):
-    assert httpx.get(f"{server['url']}/readyz").status_code == 200
+def test_health_and_metrics_endpoints(server, good_record):
+    # A labelled counter shows up after its first increment.
+    assert httpx.post(f"{server['url']}/predict", json=good_record, timeout=10).status_code == 200
+    ready = httpx.get(f"{server['url']}/readyz")
+    assert ready.status_code == 200 and ready.text == "\n"
     assert httpx.get(f"{server['url']}/livez").status_code == 200
     metrics = httpx.get(f"{server['url']}/metrics").text
     assert "ai_factory_predictions_total" in metrics and "bentoml_service_request_duration_seconds" in metrics
+    for kind in ("written", "rejected", "dropped"):
+        assert f"ai_factory_prediction_log_rows_{kind}_total" in metrics, kind
+
+
+@pytest.mark.parametrize("raw", ["0001-01-01", "9999-12-31T23:59:59-05:00", "2010-06-01", "2999-01-01"])
+def test_event_times_outside_the_window_get_a_400_at_once(server, good_record, raw):
+    """Probes: 0001-01-01 was a 200 that killed the prediction log's writer; the -05:00 one a 500 after 10 s."""
+    # A 5 s client timeout: the hang waited for BentoML's 10 s request timeout.
+    resp = httpx.post(f"{server['url']}/predict", json=good_record, headers={"X-Event-Time": raw}, timeout=5)
+    assert resp.status_code == 400, resp.text
+    body = resp.json()
+    assert f"X-Event-Time {raw!r} is outside the accepted window" in body["error"]
+    assert "400 days back, 1 ahead" in body["error"] and body["detail"][0]["loc"] == ["header", "X-Event-Time"]
+    assert httpx.post(f"{server['url']}/predict", json=good_record, timeout=10).status_code == 200
+
+
+def _log_lines_after(path: Path, offset: int, expected: int, timeout: float = 15) -> list[str]:
+    """The log's lines after byte ``offset`` once there are ``expected`` (workers write asynchronously)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            lines = fh.read().decode(errors="replace").splitlines()
+        if len(lines) >= expected or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.2)
+
+
+def test_each_rejected_request_writes_one_short_log_line(server, good_record):
+    """Every rejected request used to write a ~5 KB traceback (14 MB of log in minutes of fuzzing)."""
+    url = server["url"]
+    offset = server["log"].stat().st_size
+    sent = [
+        httpx.post(f"{url}/predict", json={"age": 35}),  # 20 missing fields
+        httpx.post(f"{url}/predict", json={**good_record, "age": "thirty"}),
+        httpx.post(f"{url}/predict", content=b'{"age": ', headers={"Content-Type": "application/json"}),
+        httpx.post(f"{url}/predict_batch", json={"records": []}),
+        httpx.post(f"{url}/predict", json=good_record, headers={"X-Event-Time": "yesterday"}),
+        httpx.post(f"{url}/predict", content=b"age=3", headers={"Content-Type": "text/plain"}),
+        httpx.post(f"{url}/predict"),
+        httpx.put(f"{url}/predict", json=good_record),
+    ]
+    assert [r.status_code for r in sent] == [400, 400, 400, 400, 400, 415, 400, 405]
+    lines = _log_lines_after(server["log"], offset, len(sent))
+    text = "\n".join(lines)
+    assert len(lines) == len(sent) and "Traceback" not in text, text[-3000:]
+    assert all(len(line) < 500 for line in lines), max(map(len, lines))
+    import re
+
+    # Two API workers write to the log: compare (method, path, status) as multisets, not in order.
+    logged = sorted(re.search(r" (POST|PUT) (/predict\S*) (\d{3}) ", line).groups() for line in lines)
+    assert logged == sorted((r.request.method, r.request.url.path, str(r.status_code)) for r in sent), text
+    assert any("POST /predict 400 20 validation error" in line and "annual_income: Field required" in line
+               for line in lines), text
+    assert any("POST /predict 415 Content-Type 'text/plain' is not supported" in line for line in lines), text
+
+
+def test_a_post_without_a_body_gets_the_same_answer_direct_and_through_the_front(server, tmp_path):
+    """It was a 400 direct and a 415 through the front (aiohttp adds application/octet-stream to an empty body)."""
+    from ai_factory.deployment.local import wait_ready
+
+    port = int(server["url"].rsplit(":", 1)[1])
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"active": {"port": port, "version": server["version"]}}))
+    front_port = free_port()
+    log_path = tmp_path / "front.log"
+    with open(log_path, "wb") as out:
+        front = subprocess.Popen([sys.executable, "-m", "ai_factory.deployment.front", "--state", str(state),
+                                  "--port", str(front_port)], stdout=out, stderr=subprocess.STDOUT,
+                                 env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                     [str(REPO / "include"), os.environ.get("PYTHONPATH", "")])})
+    try:
+        front_url = f"http://127.0.0.1:{front_port}"
+        wait_ready(front_url, front.pid, 60, log_path)
+        for path, headers in (("/predict", {}), ("/predict_batch", {}), ("/predict", {"Content-Type": "text/plain"}),
+                              ("/model_info", {})):
+            direct = httpx.post(f"{server['url']}{path}", headers=headers, timeout=10)
+            proxied = httpx.post(f"{front_url}{path}", headers=headers, timeout=10)
+            assert proxied.headers["X-AI-Factory-Backend"] == server["version"]
+            assert (direct.status_code, direct.json()) == (proxied.status_code, proxied.json()), (path, headers)
+            if path != "/model_info":
+                assert direct.status_code == 400 and direct.json()["detail"][0]["loc"] == ["body"]
+            else:
+                assert direct.status_code == 200  # no input: an empty body is a valid call
+    finally:
+        front.terminate()
+        front.wait(20)
 
 
 def _bad(kind: str, rec: dict) -> tuple[str, object, bytes | None]:
@@ -239,14 +343,32 @@ def test_out_of_range_and_unknown_category_are_served_and_flagged(server, good_r
     assert 'ai_factory_out_of_spec_values_total{feature="age"}' in metrics
 
 
-def test_schemathesis_fuzzing_of_the_openapi_schema_finds_no_server_error(server):
+def test_the_openapi_document_is_true_openapi_30(server):
+    doc = httpx.get(f"{server['url']}/docs.json").json()
+    assert doc["openapi"].startswith("3.0") and "'null'" not in json.dumps(doc).replace('"', "'")
+    predict = doc["paths"]["/predict"]["post"]
+    assert predict["requestBody"]["required"] is True
+    assert predict["requestBody"]["content"]["application/json"]["schema"]["properties"]["savings_balance"][
+        "nullable"] is True
+    assert {"400", "415", "503"} <= set(predict["responses"]) and "X-Event-Time" in predict["description"]
+    assert doc["components"]["schemas"]["InvalidArgument"]["properties"]["detail"]["type"] == "array"
+
+
+@pytest.mark.parametrize("mode", ["positive", "negative"])
+def test_schemathesis_with_all_checks_finds_nothing(server, mode):
+    """Schemathesis (``--checks all``) against the served OpenAPI document: status codes, bodies and
+    content types as documented, valid data accepted, invalid data rejected, no 5xx."""
     st = Path(sys.executable).parent / "st"
-    proc = subprocess.run([str(st), "run", f"{server['url']}/docs.json", "--url", server["url"], "--checks",
-                           "not_a_server_error", "--max-examples", "40", "--seed", "1234", "--no-color"],
-                          capture_output=True, text=True, timeout=600, cwd=server["log"].parent)
-    tail = proc.stdout[-3000:]
+    offset = server["log"].stat().st_size
+    proc = subprocess.run([str(st), "run", f"{server['url']}/docs.json", "--url", server["url"], "--checks", "all",
+                           "--mode", mode, "--max-examples", "15", "--seed", "1234", "--workers", "2", "--no-color"],
+                          capture_output=True, text=True, timeout=300, cwd=server["log"].parent)
+    tail = proc.stdout[-4000:]
     assert proc.returncode == 0, tail
-    assert "No issues found" in tail and "generated" in tail
+    assert "No issues found" in tail and " passed" in tail, tail
+    with open(server["log"], "rb") as fh:
+        fh.seek(offset)
+        assert b"Traceback" not in fh.read()
 
 
 def test_served_records_are_logged_for_drift_monitoring(server, good_record):
@@ -270,3 +392,49 @@ def test_served_records_are_logged_for_drift_monitoring(server, good_record):
     assert str(logged["timestamp"].dt.tz) == "UTC" and logged["probability"].between(0, 1).all()
     assert logged["savings_balance"].isna().any() and logged["region"].eq("atlantis").any()
     assert not [p for p in Path(lake.partition_path(Zone.PREDICTIONS, day)).iterdir() if p.name.startswith(".")]
+
+
+def _metric(url: str, name: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
+def _until(condition, timeout: float = 20.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not (result := condition()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return result
+
+
+def test_a_failing_prediction_log_degrades_readyz_and_recovers_without_losing_rows(log_fault_server, holdout):
+    """The store refuses one day's writes: /readyz says degraded (still 200), rows wait; once it accepts, all land."""
+    from datetime import UTC, datetime, timedelta
+
+    url, lake = log_fault_server["url"], log_fault_server["lake"]
+    records = frame_to_records(default_spec(), holdout.head(12))
+    good_day, bad_day = ((datetime.now(UTC) - timedelta(days=n)).date() for n in (2, 3))
+
+    def served(day, recs) -> int:
+        return httpx.post(f"{url}/predict_batch", json={"records": recs}, timeout=30,
+                          headers={"X-Event-Time": day.isoformat()}).status_code
+
+    assert served(good_day, records[:5]) == 200
+    assert _until(lambda: _metric(url, "ai_factory_prediction_log_rows_written_total") >= 5)
+    assert httpx.get(f"{url}/readyz").text == "\n"
+
+    blocker = Path(lake.partition_path(Zone.PREDICTIONS, bad_day))
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("a file where the day's folder goes: every write of that day fails")
+    assert served(bad_day, records[5:]) == 200
+    ready = _until(lambda: (r := httpx.get(f"{url}/readyz")).text.startswith("degraded") and r)
+    assert ready and ready.status_code == 200 and "failed" in ready.text and str(bad_day) in ready.text, ready
+
+    blocker.unlink()
+    assert _until(lambda: _metric(url, "ai_factory_prediction_log_rows_written_total") >= 12)
+    assert _until(lambda: httpx.get(f"{url}/readyz").text == "\n", timeout=15)
+    assert _metric(url, "ai_factory_prediction_log_rows_dropped_total") == 0
+    assert _metric(url, "ai_factory_prediction_log_rows_rejected_total") == 0
+    assert len(lake.read_partition(Zone.PREDICTIONS, good_day)) == 5
+    assert len(lake.read_partition(Zone.PREDICTIONS, bad_day)) == 7  # rows lost: 0

@@ -56,3 +56,36 @@ def test_worker_access_log_and_watchdog_overrides(monkeypatch):
     monkeypatch.setenv("AI_FACTORY_SERVE_STALL_MS", "-5")
     with pytest.raises(ServingConfigError, match="AI_FACTORY_SERVE_STALL_MS=-5.0: .*greater than or equal to 0"):
         load_serving_config()
+
+
+def test_event_time_window_defaults_and_overrides(monkeypatch, tmp_path):
+    monkeypatch.delenv("AI_FACTORY_SERVE_EVENT_DAYS_BACK", raising=False)
+    monkeypatch.delenv("AI_FACTORY_SERVE_EVENT_DAYS_AHEAD", raising=False)
+    monkeypatch.delenv("AI_FACTORY_SERVING_CONFIG", raising=False)
+    window = load_serving_config().event_time.window()
+    assert (window.max_days_back, window.max_days_ahead) == (400, 1)
+    monkeypatch.setenv("AI_FACTORY_SERVE_EVENT_DAYS_BACK", "800")
+    monkeypatch.setenv("AI_FACTORY_SERVE_EVENT_DAYS_AHEAD", "0")
+    window = load_serving_config().event_time.window()
+    assert (window.max_days_back, window.max_days_ahead) == (800, 0)
+    monkeypatch.setenv("AI_FACTORY_SERVE_EVENT_DAYS_AHEAD", "-1")
+    with pytest.raises(ServingConfigError, match="AI_FACTORY_SERVE_EVENT_DAYS_AHEAD='-1': .*greater than or equal"):
+        load_serving_config()
+    monkeypatch.setenv("AI_FACTORY_SERVE_EVENT_DAYS_AHEAD", "a week")
+    with pytest.raises(ServingConfigError, match="AI_FACTORY_SERVE_EVENT_DAYS_AHEAD='a week': must be a number"):
+        load_serving_config()
+    bad = tmp_path / "serving.yaml"
+    bad.write_text("event_time: {max_days_back: -3}\n")
+    monkeypatch.delenv("AI_FACTORY_SERVE_EVENT_DAYS_AHEAD")
+    with pytest.raises(ServingConfigError, match="key 'event_time.max_days_back'"):
+        load_serving_config(bad)
+
+
+def test_a_partial_config_file_gets_defaults_bentoml_accepts(tmp_path, monkeypatch):
+    """BentoML's config schema wants floats: an int default (86400) failed `bentoml serve` with a file lacking the key."""
+    monkeypatch.delenv("AI_FACTORY_SERVE_WORKERS", raising=False)
+    partial = tmp_path / "serving.yaml"
+    partial.write_text("api_workers: 1\n")
+    config = load_serving_config(partial)
+    assert isinstance(config.runner_connection.max_age_seconds, float)
+    assert isinstance(config.traffic.timeout_seconds, float) and config.api_workers == 1

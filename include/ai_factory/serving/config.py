@@ -9,6 +9,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ai_factory.serving.middleware import EventTimeWindow
 from ai_factory.serving.prediction_log import LogConfig
 from ai_factory.settings import PACKAGE_DIR
 
@@ -20,6 +21,8 @@ SINGLE_ENV = "AI_FACTORY_SERVE_SINGLE"
 STALL_ENV = "AI_FACTORY_SERVE_STALL_MS"
 WORKERS_ENV = "AI_FACTORY_SERVE_WORKERS"
 ACCESS_LOG_ENV = "AI_FACTORY_SERVE_ACCESS_LOG"
+EVENT_BACK_ENV = "AI_FACTORY_SERVE_EVENT_DAYS_BACK"
+EVENT_AHEAD_ENV = "AI_FACTORY_SERVE_EVENT_DAYS_AHEAD"
 
 SingleRecordScoring = Literal["in_process", "runner"]
 
@@ -39,7 +42,7 @@ class AdaptiveBatching(_Strict):
 
 
 class Traffic(_Strict):
-    timeout_seconds: float = Field(default=10, gt=0)
+    timeout_seconds: float = Field(default=10.0, gt=0)
     max_concurrency: int = Field(default=1024, ge=1)
 
 
@@ -53,7 +56,7 @@ class RunnerConnection(_Strict):
     """
 
     max_requests: int = Field(default=1_000_000_000, ge=1)
-    max_age_seconds: float = Field(default=86_400, gt=0)
+    max_age_seconds: float = Field(default=86_400.0, gt=0)
 
 
 class Resources(_Strict):
@@ -65,10 +68,23 @@ class PredictionLogConfig(_Strict):
     flush_rows: int = Field(default=5000, ge=1)
     flush_seconds: float = Field(default=10, gt=0)
     max_buffer_rows: int = Field(default=200_000, ge=1)
+    health_window_seconds: float = Field(default=300, gt=0)
 
     def to_log_config(self) -> LogConfig:
         return LogConfig(enabled=self.enabled, flush_rows=self.flush_rows, flush_seconds=self.flush_seconds,
-                         max_buffer_rows=self.max_buffer_rows)
+                         max_buffer_rows=self.max_buffer_rows, health_window_seconds=self.health_window_seconds)
+
+
+class EventTimeConfig(_Strict):
+    """Accepted ``X-Event-Time`` window around now (:mod:`ai_factory.serving.middleware`)."""
+
+    # Backfills and the demo replay past days; ~13 months covers a yearly backfill.
+    max_days_back: float = Field(default=400, ge=0, le=36_500)
+    # A client's clock a little ahead, or a day boundary in another time zone.
+    max_days_ahead: float = Field(default=1, ge=0, le=3_650)
+
+    def window(self) -> EventTimeWindow:
+        return EventTimeWindow(max_days_back=self.max_days_back, max_days_ahead=self.max_days_ahead)
 
 
 class ServingConfig(_Strict):
@@ -82,6 +98,7 @@ class ServingConfig(_Strict):
     runner_connection: RunnerConnection = RunnerConnection()
     resources: Resources = Resources()
     prediction_log: PredictionLogConfig = PredictionLogConfig()
+    event_time: EventTimeConfig = EventTimeConfig()
     # Log event-loop stalls of the API process longer than this (ms); 0 = off (ai_factory.serving.watchdog).
     stall_watchdog_ms: float = Field(default=0, ge=0)
 
@@ -139,6 +156,15 @@ def load_serving_config(path: str | Path | None = None) -> ServingConfig:
             config = ServingConfig.model_validate({**config.model_dump(), key: value})
         except ValidationError as exc:
             raise ServingConfigError(f"{env}={value!r}: {exc.errors()[0]['msg']}") from None
+    for env, key in ((EVENT_BACK_ENV, "max_days_back"), (EVENT_AHEAD_ENV, "max_days_ahead")):
+        text = os.environ.get(env, "").strip()
+        if text:
+            try:
+                window = EventTimeConfig.model_validate({**config.event_time.model_dump(), key: float(text)})
+            except ValueError as exc:  # not a number, or pydantic's ValidationError (a ValueError) for the range
+                why = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else "must be a number of days"
+                raise ServingConfigError(f"{env}={text!r}: {why}") from None
+            config = config.model_copy(update={"event_time": window})
     if batching is not None:
         config = config.model_copy(update={
             "adaptive_batching": config.adaptive_batching.model_copy(update={"enabled": batching})})

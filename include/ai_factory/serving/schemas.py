@@ -146,3 +146,108 @@ def out_of_spec(spec: DatasetSpec, record: dict[str, Any]) -> list[str]:
         elif f.dtype == DType.CATEGORY and value not in (f.categories or ()):
             out.append(f"{f.name}={value!r} is not a known category; scored as out-of-vocabulary")
     return out
+
+
+# -- the OpenAPI document ------------------------------------------------------------------------
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "Error",
+    "required": ["error"],
+    "properties": {
+        "error": {"type": "string", "title": "Message"},
+        "detail": {
+            "type": "array",
+            "title": "Problems",
+            "description": "one entry per problem; `loc` names the field (or header) at fault",
+            "items": {
+                "type": "object",
+                "required": ["loc", "msg", "type"],
+                "properties": {
+                    "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+                    "msg": {"type": "string"},
+                    "type": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+_ERROR_COMPONENTS = {"InvalidArgument": "Bad Request", "NotFound": "Not Found",
+                     "InternalServerError": "Internal Server Error", "UnsupportedMediaType": "Unsupported Media Type"}
+
+
+def _nullable_30(node: Any) -> Any:
+    """pydantic's ``anyOf: [X, {type: null}]`` (JSON Schema / OpenAPI 3.1) → OpenAPI 3.0's ``X`` + ``nullable: true``."""
+    if isinstance(node, list):
+        return [_nullable_30(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    node = dict(node)
+    options = node.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:  # before the children: they hold the null
+        rest = [o for o in options if o != {"type": "null"}]
+        del node["anyOf"]
+        if len(rest) == 1 and "$ref" not in rest[0]:
+            node = {**rest[0], **node}
+        else:  # siblings of a $ref are ignored in 3.0, so wrap it
+            node["anyOf" if len(rest) > 1 else "allOf"] = rest
+        node["nullable"] = True
+    node = {k: _nullable_30(v) for k, v in node.items()}
+    if node.get("type") == "null":  # a bare null type has no 3.0 spelling
+        del node["type"]
+        node["nullable"] = True
+        node["enum"] = [None]
+    return node
+
+
+def openapi_document(doc: dict[str, Any], json_routes: tuple[str, ...], event_time_routes: tuple[str, ...],
+                     event_time_note: str, request_models: dict[str, type[BaseModel]] | None = None,
+                     ) -> dict[str, Any]:
+    """BentoML's OpenAPI 3.0 document made true to what the service answers.
+
+    * Error bodies: ``{"error": str, "detail": [{"loc", "msg", "type"}]}`` for every error status
+      (BentoML declares ``detail`` a string but answers a list; :class:`~ai_factory.serving.middleware.Rejections`
+      gives every 4xx this shape).
+    * 415 on the JSON routes (:class:`~ai_factory.serving.middleware.JSONOnly`), 503 where BentoML sheds load.
+    * Nullable fields as OpenAPI 3.0 writes them (``nullable: true``), not 3.1's ``type: null``.
+    * The request body of each route in ``request_models`` is that model's schema, and required:
+      BentoML inlines it and keeps only the first ``anyOf`` branch of each field, so a nullable
+      feature read as non-nullable there (the service accepts ``null``).
+    * The ``X-Event-Time`` header described on the scoring routes. It is not declared as a
+      parameter: its valid range moves with the clock, which a static schema cannot say.
+    """
+    ref = "#/components/schemas/{}".format
+    doc = dict(doc)
+    doc["paths"] = {path: dict(item) for path, item in doc.get("paths", {}).items()}
+    components = {**doc.get("components", {}).get("schemas", {})}
+    for path, model in (request_models or {}).items():
+        post = doc["paths"].get(path, {}).get("post")
+        if post is None:
+            continue
+        schema = model.model_json_schema(ref_template=ref("{model}"))
+        components.update(schema.pop("$defs", {}))
+        old = post.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+        schema["title"] = old.get("title", schema.get("title"))
+        doc["paths"][path] = {**doc["paths"][path], "post": {
+            **post, "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}}
+    doc["components"] = {**doc.get("components", {}), "schemas": components}
+    out = _nullable_30(doc)
+    schemas = out["components"]["schemas"]
+    for name, phrase in _ERROR_COMPONENTS.items():
+        schemas[name] = {**ERROR_SCHEMA, "title": name, "description": phrase}
+    for path, item in out.get("paths", {}).items():
+        post = item.get("post")
+        if post is None:
+            if path == "/readyz":
+                item["get"]["responses"]["503"] = {"description": "Not ready: `failed: <reason>` (text), or the "
+                                                                  "model runner is not ready"}
+                item["get"]["responses"]["200"]["description"] = (
+                    "Ready; the body says `degraded: <reason>` when the prediction log drops or fails to write rows")
+            continue
+        responses = post.setdefault("responses", {})
+        if path in json_routes:
+            responses["415"] = {"description": "Unsupported Media Type: the body is not application/json",
+                                "content": {"application/json": {"schema": {"$ref": ref("UnsupportedMediaType")}}}}
+        responses["503"] = {"description": "Service Unavailable: load shed or model runner not ready; retry later"}
+        if path in event_time_routes:
+            post["description"] = f"{post.get('description', '')}\n\n{event_time_note}".strip()
+    return out
