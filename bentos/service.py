@@ -35,7 +35,14 @@ from pydantic import BaseModel
 from ai_factory.serving import schemas
 from ai_factory.serving.config import load_serving_config
 from ai_factory.serving.middleware import EventTime, JSONOnly, event_time
-from ai_factory.serving.runtime import MODEL_TAG_ARG, Scorer, records_array, resolve_model_tag, spec_of_model
+from ai_factory.serving.runtime import (
+    MODEL_TAG_ARG,
+    Scorer,
+    decision_threshold,
+    records_array,
+    resolve_model_tag,
+    spec_of_model,
+)
 
 with bentoml.importing():
     import aiohttp
@@ -120,7 +127,7 @@ class ModelService:
         from ai_factory.storage import DataLake
 
         self.version = MODEL.tag.version or ""
-        self.scorer = Scorer(SPEC, _classes())
+        self.scorer = Scorer(SPEC, _classes(), threshold=decision_threshold(MODEL.resolve().path))
         self.logger = PredictionLogger(DataLake.from_settings(), SPEC, CONFIG.prediction_log.to_log_config())
         self.predictor = _local_predictor() if CONFIG.single_record_scoring == "in_process" else None
         log.info("serving %s (single records %s, batching %s, prediction log %s)", MODEL.tag,
