@@ -212,6 +212,7 @@ def test_final_fit_trains_on_train_plus_validation_for_the_epochs_chosen_on_vali
     assert result["rows"] == {"train": n_train, "validation": n_val, "final_fit": n_train + n_val}
     assert result["refit"]["rows"] == n_train + n_val
     assert result["refit"]["epochs"] == result["best_epoch"] >= 1
+    assert result["best_at_last_epoch"] is (result["best_epoch"] == 6)
     # The saved preprocessing is fitted on train + validation rows, not on train alone.
     both = Preprocessor.fit(loaded.spec, pd.concat([frames["train"], frames["validation"]], ignore_index=True))
     alone = Preprocessor.fit(loaded.spec, frames["train"])

@@ -288,6 +288,11 @@ def fit(
     result = fit_prepared(prepared, params, device, checkpoint=checkpoint, label="fit")
     summary = result.summary()
     task = spec.target.task
+    # The best epoch being the last allowed one means the budget, not validation, stopped it.
+    undertrained = result.best_epoch == params.max_epochs
+    if undertrained:
+        log.warning("the selection fit was still improving at its last epoch (%d): raise max_epochs "
+                    "(search space 'fixed: {max_epochs: ...}')", params.max_epochs)
 
     val = prepared.splits["validation"]
     method = params.calibration if params.calibration != "auto" else default_method(task, params.class_weights)
@@ -334,6 +339,7 @@ def fit(
         "epochs_run": len(result.history),
         "resumed_from_epoch": result.resumed_from_epoch,
         "stopped_early": result.stopped_early,
+        "best_at_last_epoch": undertrained,
         "refit": {k: v for k, v in refit.items() if k != "schedule"},
         "calibration": {"method": calibration.method, "threshold": calibration.threshold,
                         **calibration.validation},
