@@ -47,7 +47,14 @@ from ai_factory.serving.middleware import (
     quiet_client_errors,
 )
 from ai_factory.serving.prediction_log import COUNTS
-from ai_factory.serving.runtime import MODEL_TAG_ARG, Scorer, records_array, resolve_model_tag, spec_of_model
+from ai_factory.serving.runtime import (
+    MODEL_TAG_ARG,
+    Scorer,
+    decision_threshold,
+    records_array,
+    resolve_model_tag,
+    spec_of_model,
+)
 
 with bentoml.importing():
     import aiohttp
@@ -138,7 +145,7 @@ class ModelService:
         from ai_factory.storage import DataLake
 
         self.version = MODEL.tag.version or ""
-        self.scorer = Scorer(SPEC, _classes())
+        self.scorer = Scorer(SPEC, _classes(), threshold=decision_threshold(MODEL.resolve().path))
         self.logger = PredictionLogger(DataLake.from_settings(), SPEC, CONFIG.prediction_log.to_log_config())
         self.logger.on_count(lambda kind, n: LOG_ROWS_TOTAL[kind].inc(n))
         self.predictor = _local_predictor() if CONFIG.single_record_scoring == "in_process" else None

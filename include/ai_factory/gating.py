@@ -12,15 +12,22 @@ Rules, in the order they are checked (all are evaluated and recorded; the first 
 decides a rejection):
 
 1. **floor** — the challenger's primary metric meets the absolute floor (``>=`` for a maximised
-   metric, ``<=`` for a minimised one). The only model rule for the first model (no champion).
-2. **primary** — ``improvement >= min_delta`` passes as *improved*; otherwise
+   metric, ``<=`` for a minimised one). Applies to every model, the first one included.
+2. **baseline** — on each listed proper score (log-loss, Brier; RMSE for regression) the
+   challenger beats the trivial model, which predicts the class prior (or mean) of the rows the
+   challenger was trained on, by at least ``min_improvement``. Also for every model: AUC can
+   be fine while the probabilities are worse than the base rate's (a miscalibrated model).
+3. **limits** — absolute bounds on a metric (``max`` / ``min``), e.g. ``ece <= 0.05``: a model
+   must be calibrated to ship, the first one included.
+4. **primary** — ``improvement >= min_delta`` passes as *improved*; otherwise
    ``improvement >= -tolerance`` passes as *non-inferior* only if the challenger was trained on
    newer data than the champion (same quality, fresher model); anything else is rejected. An
    exact tie on the same data window is therefore a rejection (no reason to switch).
    Boundaries are inclusive, with a 1e-12 slack for float rounding.
-3. **secondary** — each listed metric may not get worse by more than its tolerance
-   (``improvement >= -tolerance``).
-4. **latency** — p99 of in-process inference (preprocessing + model) on one record and on a
+5. **secondary** — each listed metric may not get worse by more than its tolerance
+   (``improvement >= -tolerance``): e.g. ``ece`` and ``f1_at_threshold`` (F1 at each model's
+   own decision threshold, the label serving returns).
+6. **latency** — p99 of in-process inference (preprocessing + model) on one record and on a
    batch, measured here on holdout rows, within the budget. Rows go in as JSON-style records,
    the path the BentoML service takes (no DataFrame).
 
@@ -52,7 +59,10 @@ GATE_CONFIG_ENV = "AI_FACTORY_GATE_CONFIG"
 GATE_NAME = "model_gate"
 EPS = 1e-12
 
-MAXIMIZE = frozenset({"roc_auc", "average_precision", "accuracy", "f1", "macro_f1", "roc_auc_ovr", "r2"})
+MAXIMIZE = frozenset({"roc_auc", "average_precision", "accuracy", "f1", "macro_f1", "roc_auc_ovr", "r2",
+                      "f1_at_threshold", "precision_at_threshold", "recall_at_threshold"})
+# Proper scoring rules (and RMSE/MAE for regression): what a trivial baseline is beaten on.
+PROPER = frozenset({"log_loss", "brier", "rmse", "mae"})
 MINIMIZE = frozenset({"log_loss", "brier", "ece", "rmse", "mae"})
 
 
@@ -89,8 +99,36 @@ class SecondaryRule(_Strict):
         _known(self.metric)
 
 
+class BaselineRule(_Strict):
+    """Beat the trivial model (training prior / mean) on a proper score by at least ``min_improvement``."""
+
+    metric: str
+    min_improvement: float = Field(default=0.0, ge=0)
+
+    def model_post_init(self, _: Any) -> None:
+        _known(self.metric)
+        if self.metric not in PROPER:
+            raise ValueError(f"baseline metric {self.metric!r} is not a proper score; use one of "
+                             f"{', '.join(sorted(PROPER))}")
+
+
+class LimitRule(_Strict):
+    """An absolute bound on a metric for every model (``max`` and/or ``min``)."""
+
+    metric: str
+    max: float | None = None
+    min: float | None = None
+
+    def model_post_init(self, _: Any) -> None:
+        _known(self.metric)
+        if self.max is None and self.min is None:
+            raise ValueError(f"limit on {self.metric!r} needs 'max' or 'min'")
+
+
 class TaskRules(_Strict):
     primary: PrimaryRule
+    baseline: tuple[BaselineRule, ...] = ()
+    limits: tuple[LimitRule, ...] = ()
     secondary: tuple[SecondaryRule, ...] = ()
 
 
@@ -230,6 +268,51 @@ def check_secondary(rules: tuple[SecondaryRule, ...], challenger: dict[str, floa
     return out
 
 
+def check_baseline(rules: tuple[BaselineRule, ...], challenger: dict[str, float],
+                   baseline: dict[str, float], source: str) -> list[RuleResult]:
+    """Each proper score must beat the trivial model's by ``min_improvement`` (``threshold`` = the bar)."""
+    out = []
+    for r in rules:
+        c, b = challenger.get(r.metric, math.nan), baseline.get(r.metric, math.nan)
+        name = f"baseline:{r.metric}"
+        if not (math.isfinite(c) and math.isfinite(b)):
+            out.append(RuleResult(name, False, r.metric, c, None, b, None,
+                                  f"{r.metric} is not comparable with the baseline (model {c}, {source} {b})"))
+            continue
+        bar = b - r.min_improvement
+        imp = b - c
+        ok = c <= bar + EPS and imp > 0
+        out.append(RuleResult(
+            name, ok, r.metric, c, None, bar, imp,
+            f"{r.metric} {c:.4f} vs {source} {b:.4f} (improvement {imp:+.4f}) "
+            + (f"beats the baseline by >= {r.min_improvement:.4f}" if ok
+               else f"does not beat the baseline by more than {r.min_improvement:.4f}: "
+                    "the model's probabilities are no better than predicting the base rate")))
+    return out
+
+
+def check_limits(rules: tuple[LimitRule, ...], challenger: dict[str, float]) -> list[RuleResult]:
+    out = []
+    for r in rules:
+        v = challenger.get(r.metric, math.nan)
+        bound = r.max if r.max is not None else r.min
+        name = f"limit:{r.metric}"
+        if not math.isfinite(v):
+            out.append(RuleResult(name, False, r.metric, v, None, bound, None,
+                                  f"{r.metric} is not a finite number on the holdout ({v})"))
+            continue
+        problems = []
+        if r.max is not None and v > r.max + EPS:
+            problems.append(f"above the maximum {r.max:.4f}")
+        if r.min is not None and v < r.min - EPS:
+            problems.append(f"below the minimum {r.min:.4f}")
+        bounds = " and ".join(x for x in (f"<= {r.max:.4f}" if r.max is not None else "",
+                                          f">= {r.min:.4f}" if r.min is not None else "") if x)
+        msg = f"{r.metric}={v:.4f} " + ("; ".join(problems) if problems else f"within the limit ({bounds})")
+        out.append(RuleResult(name, not problems, r.metric, v, None, bound, None, msg))
+    return out
+
+
 def check_latency(budget: LatencyBudget, measured: dict[str, dict[str, float]]) -> RuleResult:
     single, batch = measured["single"]["p99"], measured["batch"]["p99"]
     ok = single <= budget.single_ms_p99 and batch <= budget.batch_ms_p99
@@ -248,7 +331,8 @@ def decide(rules: list[RuleResult], first_model: bool) -> tuple[bool, str, str]:
         return False, first.rule, f"rejected by {first.rule}: {first.message}{more}"
     if first_model:
         floor = next(r for r in rules if r.rule == "floor")
-        return True, "floor", f"approved as the first model: {floor.message}"
+        more = "; ".join(r.message for r in rules if r.rule.startswith(("baseline:", "limit:")))
+        return True, "floor", f"approved as the first model: {floor.message}" + (f"; {more}" if more else "")
     primary = next(r for r in rules if r.rule == "primary")
     return True, "primary", f"approved: {primary.message}"
 
@@ -292,11 +376,37 @@ def score(predictor: Any, frame: Any) -> dict[str, float]:
     from ai_factory.spec import TaskType
     from ai_factory.training.metrics import compute_metrics
 
-    pre = predictor._loaded.preprocessor
+    pre = predictor.preprocessor
     y = pre.transform_target(frame)
     if predictor.task == TaskType.REGRESSION:
         return compute_metrics(predictor.task, pre.inverse_target(y), predictor.predict(frame))
-    return compute_metrics(predictor.task, y, predictor.predict_proba(frame))
+    # Calibrated probabilities, and the *_at_threshold metrics at the model's own threshold:
+    # exactly what serving returns.
+    return compute_metrics(predictor.task, y, predictor.predict_proba(frame), predictor.threshold)
+
+
+def baseline_score(predictor: Any, frame: Any) -> tuple[dict[str, float], str]:
+    """The trivial model's metrics on ``frame``: the prior (or mean) of the challenger's training rows.
+
+    A model without a stored prior (trained before calibration existed) is compared with the
+    holdout's own base rate instead, a stricter bar; the second value says which was used.
+    """
+    from ai_factory.spec import TaskType
+    from ai_factory.training.metrics import prior_metrics
+
+    pre = predictor.preprocessor
+    y = pre.transform_target(frame)
+    if predictor.task == TaskType.REGRESSION:
+        return prior_metrics(predictor.task, [pre.target_mean], pre.inverse_target(y)), "training mean"
+    prior = predictor.class_prior
+    source = "training base rate"
+    if prior is None:
+        import numpy as np
+
+        k = len(predictor.classes)
+        prior = (np.bincount(y.astype(int), minlength=k) / max(len(y), 1)).tolist()
+        source = "holdout base rate"
+    return prior_metrics(predictor.task, prior, y), source
 
 
 # -- the gate --------------------------------------------------------------------------------------
@@ -358,11 +468,15 @@ def evaluate_gate(version: str, *, registry: Any = None, lake: Any = None,
              champion_v.tag if champion_v else "no champion", ", ".join(days), len(frame))
 
     metrics = {"challenger": score(challenger, frame)}
+    metrics["baseline"], baseline_source = baseline_score(challenger, frame)
+    holdout["baseline"] = baseline_source
     if champion is not None:
         metrics["champion"] = score(champion, frame)
     latency = {"challenger": measure_latency(challenger, frame, config.latency)}
 
     results = [check_floor(rules_cfg.primary, metrics["challenger"])]
+    results.extend(check_baseline(rules_cfg.baseline, metrics["challenger"], metrics["baseline"], baseline_source))
+    results.extend(check_limits(rules_cfg.limits, metrics["challenger"]))
     if champion_v is not None:
         fresher = _last_seen_day(challenger_v) > _last_seen_day(champion_v)
         results.append(check_primary(rules_cfg.primary, metrics["challenger"], metrics["champion"], fresher))

@@ -1,10 +1,11 @@
 """The model registry: immutable model versions in BentoML's model store, a movable champion alias.
 
 * **Versions.** ``register`` creates a BentoML model (``bentoml.models.create``) named after
-  the dataset spec, holding ``model.pt`` + ``model.json`` (see
+  the dataset spec, holding ``model.pt`` + ``model.json`` + ``calibration.json`` (see
   :mod:`ai_factory.training.artifacts`), ``evaluation.json``, ``window.json`` and
   ``reference.parquet`` (a sample of the training window, the drift monitor's reference).
-  Its metadata records holdout/validation/baseline metrics, the hyper-parameters, the study
+  Its metadata records holdout/validation/baseline metrics, the calibration (method,
+  decision threshold, ECE before/after) and the holdout reliability diagram, the hyper-parameters, the study
   and best trial, the spec fingerprint, the window's partitions, the preprocessing
   statistics and the code version. BentoML never rewrites a saved version, so a version is
   immutable; registering the same training run twice returns the existing version (a
@@ -242,6 +243,7 @@ class ModelRegistry:
         from ai_factory import __version__
         from ai_factory.training import io
         from ai_factory.training.artifacts import META_FILE, WEIGHTS_FILE
+        from ai_factory.training.calibration import CALIBRATION_FILE
 
         existing = self.find_by_run(run_key)
         if existing is not None:
@@ -267,7 +269,16 @@ class ModelRegistry:
             "params": meta["params"],
             "window": {k: window[k] for k in ("train", "validation", "holdout")},
             "rows": meta.get("rows"),
-            "training": {k: meta["training"][k] for k in ("best_epoch", "best_metric", "epochs_run", "stopped_early")},
+            "training": {
+                **{k: meta["training"][k] for k in ("best_epoch", "best_metric", "epochs_run", "stopped_early")},
+                "refit": {k: v for k, v in (meta["training"].get("refit") or {}).items() if k != "schedule"},
+            },
+            # Calibrator, decision threshold and the holdout reliability diagram (bins of mean
+            # predicted vs observed, with counts); the calibrator itself is calibration.json.
+            "calibration": evaluation.get("calibration"),
+            "reliability": evaluation.get("holdout_reliability"),
+            "uncalibrated_metrics": evaluation.get("holdout_uncalibrated"),
+            "proper_score": evaluation.get("proper_score"),
             "preprocessing": meta["preprocessing"],
             "code_version": code_version(self._repo_home()),
             "package_version": __version__,
@@ -279,7 +290,9 @@ class ModelRegistry:
         labels = {"task": task, "spec": meta["spec_fingerprint"], "stage": "candidate"}
         with bentoml.models.create(self.name, labels=labels, metadata=_metadata_safe(metadata),
                                    _model_store=self.store) as bm:
-            for name in (WEIGHTS_FILE, META_FILE):
+            for name in (WEIGHTS_FILE, META_FILE, CALIBRATION_FILE):
+                if name == CALIBRATION_FILE and not io.exists(io.join(model_dir, name)):
+                    continue  # a model trained before calibration existed
                 io.copy_to_local(io.join(model_dir, name), Path(bm.path_of(name)))
             Path(bm.path_of(EVALUATION_FILE)).write_text(json.dumps(evaluation, indent=2, default=str))
             Path(bm.path_of(WINDOW_FILE)).write_text(json.dumps(window, indent=2, default=str))

@@ -7,14 +7,18 @@ import math
 import pytest
 
 from ai_factory.gating import (
+    BaselineRule,
     GateConfig,
     GateError,
     LatencyBudget,
+    LimitRule,
     PrimaryRule,
     RuleResult,
     SecondaryRule,
+    check_baseline,
     check_floor,
     check_latency,
+    check_limits,
     check_primary,
     check_secondary,
     decide,
@@ -129,6 +133,43 @@ def test_packaged_config_is_valid_and_bad_config_names_the_key(tmp_path):
         load_gate_config(bad)
 
 
+@pytest.mark.parametrize(
+    ("model", "margin", "ok"),
+    [(0.30, 0.0, True), (0.42, 0.0, True), (0.43, 0.0, False),  # 0.43 ties the base rate: not a win
+     (0.50, 0.0, False), (0.41, 0.02, True), (0.42, 0.02, False), (math.nan, 0.0, False)],
+)
+def test_baseline_rule_needs_a_strictly_better_proper_score(model, margin, ok):
+    [r] = check_baseline((BaselineRule(metric="log_loss", min_improvement=margin),), {"log_loss": model},
+                         {"log_loss": 0.43}, "training base rate")
+    assert r.passed is ok and r.rule == "baseline:log_loss", r.message
+    if math.isfinite(model):
+        assert r.threshold == pytest.approx(0.43 - margin) and "training base rate 0.4300" in r.message
+        assert ("no better than predicting the base rate" in r.message) is (not ok)
+
+
+def test_limits_bound_a_metric_for_every_model():
+    rules = (LimitRule(metric="ece", max=0.05), LimitRule(metric="f1_at_threshold", min=0.2))
+    ok = check_limits(rules, {"ece": 0.05, "f1_at_threshold": 0.3})
+    assert [r.passed for r in ok] == [True, True]
+    bad = check_limits(rules, {"ece": 0.0501, "f1_at_threshold": math.nan})
+    assert [r.passed for r in bad] == [False, False]
+    assert "ece=0.0501 above the maximum 0.0500" in bad[0].message and "not a finite number" in bad[1].message
+
+
+def test_baseline_and_limit_config_is_checked(tmp_path):
+    cfg = load_gate_config()
+    assert [b.metric for b in cfg.rules_for("binary").baseline] == ["log_loss", "brier"]
+    assert [b.metric for b in cfg.rules_for("regression").baseline] == ["rmse"]
+    bad = tmp_path / "gate.yaml"
+    head = "latency: {single_ms_p99: 1, batch_ms_p99: 1}\ntasks:\n  binary:\n    primary: {metric: roc_auc, min_delta: 0.1}\n"
+    bad.write_text(head + "    baseline: [{metric: roc_auc}]\n")
+    with pytest.raises(GateError, match=r"tasks\.binary\.baseline\.0.*not a proper score"):
+        load_gate_config(bad)
+    bad.write_text(head + "    limits: [{metric: ece}]\n")
+    with pytest.raises(GateError, match=r"tasks\.binary\.limits\.0.*needs 'max' or 'min'"):
+        load_gate_config(bad)
+
+
 # -- whole decisions on real models --------------------------------------------------------------------
 def _config(**primary) -> GateConfig:
     base = load_gate_config()
@@ -209,3 +250,41 @@ def test_gate_refuses_unfair_or_pointless_comparisons(store):
     shutil.rmtree(lake.partition_path(Zone.VALIDATED, "2026-03-06"))
     with pytest.raises(GateError, match="trained or early-stopped on the holdout day"):
         evaluate_gate(store.versions["fresh"])
+
+
+def _register_overconfident(store, factor: float) -> str:
+    """Version ``a``'s weights with its calibrator scaled by ``factor``: same ranking (AUC), worse probabilities."""
+    import json
+    import shutil
+
+    reg = ModelRegistry.from_settings()
+    source = reg.get(store.versions["a"]).path
+    model_dir = store.root / "overconfident"
+    shutil.copytree(source, model_dir)
+    cal = json.loads((model_dir / "calibration.json").read_text())
+    cal["scale"] *= factor
+    (model_dir / "calibration.json").write_text(json.dumps(cal))
+    evaluation = json.loads((model_dir / "evaluation.json").read_text())
+    window = json.loads((model_dir / "window.json").read_text())
+    return reg.register(str(model_dir), run_key="run-overconfident", evaluation=evaluation, window=window).version
+
+
+def test_first_model_worse_than_the_base_rate_on_log_loss_is_rejected(store):
+    reg = ModelRegistry.from_settings()
+    assert reg.champion() is None
+    version = _register_overconfident(store, factor=30.0)
+    decision = run_gate(version)
+    rules = {r.rule: r for r in decision.rules}
+    assert rules["floor"].passed, rules["floor"].message  # AUC is as good as a's: the floor alone would ship it
+    ll = rules["baseline:log_loss"]
+    assert not ll.passed and ll.challenger > decision.metrics["baseline"]["log_loss"]
+    assert not decision.approved and decision.deciding_rule == "baseline:log_loss"
+    assert "no better than predicting the base rate" in decision.reason
+    assert decision.holdout["baseline"] == "training base rate"
+    recorded = reg.latest_decision(version)
+    assert recorded["decision"] == "rejected"
+    assert recorded["metrics"]["baseline"]["log_loss"] == pytest.approx(decision.metrics["baseline"]["log_loss"])
+    # The same weights with their fitted calibrator beat the base rate and pass as a first model.
+    good = evaluate_gate(store.versions["a"])
+    assert good.approved, good.reason
+    assert next(r for r in good.rules if r.rule == "baseline:log_loss").passed

@@ -112,7 +112,8 @@ def good_record(holdout) -> dict:
 
 def test_served_predictions_equal_offline_predictions(server, holdout):
     reg = ModelRegistry(server["store"].model_home, "credit_default")
-    offline = Predictor.from_dir(str(reg.get(server["version"]).path)).predict_proba(holdout)
+    predictor = Predictor.from_dir(str(reg.get(server["version"]).path))
+    offline = predictor.predict_proba(holdout)
     records = frame_to_records(default_spec(), holdout)
     resp = httpx.post(f"{server['url']}/predict_batch", json={"records": records}, timeout=30)
     assert resp.status_code == 200, resp.text
@@ -120,7 +121,9 @@ def test_served_predictions_equal_offline_predictions(server, holdout):
     assert body["model_version"] == server["version"] and len(body["predictions"]) == len(records)
     served = np.array([[p["probabilities"]["0"], p["probabilities"]["1"]] for p in body["predictions"]])
     assert np.abs(served - offline).max() < 1e-5
-    assert [p["prediction"] for p in body["predictions"]] == offline.argmax(axis=1).tolist()
+    # Labels at the model's decision threshold (chosen on validation), the same offline and served.
+    assert [p["prediction"] for p in body["predictions"]] == predictor.predict(holdout).tolist()
+    assert {p["threshold"] for p in body["predictions"]} == {predictor.threshold}
     for i in range(3):
         one = httpx.post(f"{server['url']}/predict", json=records[i], timeout=10).json()
         assert one["probability"] == pytest.approx(offline[i, 1], abs=1e-5) and one["warnings"] == []

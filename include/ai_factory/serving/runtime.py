@@ -60,6 +60,14 @@ def spec_of_model(model_dir: str | Path) -> DatasetSpec:
     return parse_spec(json.loads(path.read_text())["spec"], source=str(path))
 
 
+def decision_threshold(model_dir: str | Path) -> float | None:
+    """The binary decision threshold stored with a model version (``calibration.json``), if any."""
+    from ai_factory.training.artifacts import load_calibration
+
+    cal = load_calibration(str(model_dir))
+    return None if cal is None else cal.threshold
+
+
 def records_array(spec: DatasetSpec, records: list[dict[str, Any]]) -> np.ndarray:
     """Validated records → an object array ``[n, features]`` in spec column order (``None`` for nulls)."""
     import numpy as np
@@ -74,11 +82,14 @@ def records_array(spec: DatasetSpec, records: list[dict[str, Any]]) -> np.ndarra
 class Scorer:
     """Turns model outputs into the response objects and prediction-log columns of one spec."""
 
-    def __init__(self, spec: DatasetSpec, classes: list[Any]) -> None:
+    def __init__(self, spec: DatasetSpec, classes: list[Any], threshold: float | None = None) -> None:
         self.spec = spec
         self.task = spec.target.task
         self.classes = classes
         self._keys = [str(c) for c in classes]
+        # Binary: the positive class when P(positive) >= threshold (chosen on validation, stored
+        # with the model: decision_threshold); 0.5 for a model without one.
+        self.threshold = 0.5 if threshold is None else float(threshold)
 
     def outputs(self, predictor: Any, data: Any) -> np.ndarray:
         """Model outputs: ``[n, classes]`` probabilities, or ``[n]`` regression values.
@@ -96,12 +107,14 @@ class Scorer:
             for value, w in zip(outputs.tolist(), warnings, strict=True):
                 out.append({"prediction": float(value), "model_version": version, "warnings": w})
             return out
-        best = outputs.argmax(axis=1).tolist()
+        binary = self.task == TaskType.BINARY
+        best = (outputs[:, -1] >= self.threshold).astype(int).tolist() if binary else outputs.argmax(axis=1).tolist()
         for row, b, w in zip(outputs.tolist(), best, warnings, strict=True):
             item: dict[str, Any] = {"prediction": self.classes[b], "model_version": version, "warnings": w,
                                     "probabilities": dict(zip(self._keys, row, strict=True))}
-            if self.task == TaskType.BINARY:
+            if binary:
                 item["probability"] = row[-1]
+                item["threshold"] = self.threshold
             out.append(item)
         return out
 

@@ -111,6 +111,8 @@ def prediction_model(spec: DatasetSpec) -> type[BaseModel]:
         fields["probabilities"] = (dict[str, float], Field(description="probability per class label"))
     if spec.target.task == TaskType.BINARY:
         fields["probability"] = (float, Field(description=f"P({spec.target.name} = positive class)"))
+        fields["threshold"] = (float, Field(description="decision threshold chosen on validation: the prediction "
+                                                        "is the positive class when probability >= threshold"))
     name = "".join(p.capitalize() for p in spec.name.split("_")) + "Prediction"
     return create_model(name, __base__=BaseModel, **fields)
 

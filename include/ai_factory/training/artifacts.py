@@ -1,4 +1,6 @@
-"""A trained model on disk: ``model.pt`` (a ``state_dict``) and ``model.json`` (everything else).
+"""A trained model on disk: ``model.pt`` (a ``state_dict``), ``model.json`` (everything else) and
+``calibration.json`` (the calibrator, decision threshold and training class prior; see
+:mod:`ai_factory.training.calibration`; a model directory without it predicts uncalibrated).
 
 ``model.json`` carries the dataset spec the model was trained for, the architecture
 (:class:`~ai_factory.training.model.ModelConfig`), the preprocessing statistics, the
@@ -21,6 +23,7 @@ import torch
 
 from ai_factory.spec import DatasetSpec, parse_spec
 from ai_factory.training import io
+from ai_factory.training.calibration import CALIBRATION_FILE, Calibration, CalibrationError
 from ai_factory.training.model import ModelConfig, TabularMLP
 from ai_factory.training.preprocess import Preprocessor
 
@@ -41,10 +44,12 @@ class LoadedModel:
     preprocessor: Preprocessor
     spec: DatasetSpec
     meta: dict[str, Any]
+    calibration: Calibration | None = None
 
 
-def save_model(directory: str, model: TabularMLP, preprocessor: Preprocessor, meta: dict[str, Any]) -> str:
-    """Write ``model.pt`` and ``model.json`` into ``directory`` (any URI); returns the directory."""
+def save_model(directory: str, model: TabularMLP, preprocessor: Preprocessor, meta: dict[str, Any],
+               calibration: Calibration | None = None) -> str:
+    """Write ``model.pt``, ``model.json`` (and ``calibration.json``) into ``directory`` (any URI)."""
     buf = _io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
     io.write_bytes(io.join(directory, WEIGHTS_FILE), buf.getvalue())
@@ -58,6 +63,9 @@ def save_model(directory: str, model: TabularMLP, preprocessor: Preprocessor, me
         "classes": preprocessor.classes,
         "torch_version": torch.__version__,
     }
+    if calibration is not None:
+        io.write_json(io.join(directory, CALIBRATION_FILE), calibration.to_dict())
+    # model.json last: its presence marks a complete directory (load_model checks for it).
     io.write_json(io.join(directory, META_FILE), payload)
     log.info("model written to %s", directory)
     return directory
@@ -81,4 +89,16 @@ def load_model(directory: str, device: str | torch.device = "cpu") -> LoadedMode
     model.load_state_dict(state)
     model.to(device)
     model.eval()
-    return LoadedModel(model=model, preprocessor=preprocessor, spec=spec, meta=meta)
+    return LoadedModel(model=model, preprocessor=preprocessor, spec=spec, meta=meta,
+                       calibration=load_calibration(directory))
+
+
+def load_calibration(directory: str) -> Calibration | None:
+    """The calibration stored beside the weights, or None for a model trained before calibration existed."""
+    uri = io.join(directory, CALIBRATION_FILE)
+    if not io.exists(uri):
+        return None
+    payload = io.read_json(uri)
+    if not isinstance(payload, dict):
+        raise CalibrationError(f"{uri}: expected a JSON object, got {type(payload).__name__}")
+    return Calibration.from_dict(payload, source=uri)

@@ -51,6 +51,18 @@ class TrainParams(_Strict):
     lr_decay_patience: int = Field(default=2, ge=1, le=1000)
     lr_decay_factor: float = Field(default=0.5, gt=0.0, lt=1.0)
     seed: int = 42
+    # model quality (see ai_factory.training.calibration for the why of each)
+    # Final model: retrain on train + validation for the epoch count (and learning-rate
+    # schedule) the train-only fit chose on validation; false keeps the train-only model.
+    refit_on_validation: bool = True
+    # Loss weights from the training rows: pos_weight (binary), balanced weights (multiclass).
+    class_weights: bool = True
+    # Post-hoc calibration fitted on validation; "auto": platt (binary), temperature_bias
+    # (multiclass with class weights) or temperature (multiclass without).
+    calibration: Literal["auto", "none", "platt", "temperature", "temperature_bias"] = "auto"
+    # Binary decision threshold chosen on validation: best F1, or lowest FP + cost_ratio x FN.
+    threshold_metric: Literal["f1", "cost"] = "f1"
+    cost_ratio: float = Field(default=1.0, gt=0.0)
 
     def with_overrides(self, **overrides: Any) -> TrainParams:
         """A copy with ``overrides`` applied and validated (unknown names raise :class:`ConfigError`)."""

@@ -11,6 +11,12 @@
   shape, data sizes) continues with the next epoch; because the RNG states are restored it
   ends with the same model an uninterrupted run would have produced. A checkpoint with a
   different fingerprint is left unused (logged) and training starts over.
+* **Refit with a fixed schedule.** With ``schedule`` (one learning rate per epoch, e.g. the
+  selection fit's :meth:`TrainResult.lr_schedule`) the loop runs exactly that many epochs at
+  those rates, with no validation split, no early stopping and the last epoch's weights: the
+  final fit on train + validation (see :func:`ai_factory.training.steps.fit`).
+* **Loss weights** (``class_weights``) come from the training split's class counts
+  (:func:`ai_factory.training.calibration.loss_weights`).
 * **Early stopping** watches the task's objective on the validation split
   (:func:`ai_factory.training.metrics.objective_for`); the best epoch's weights are restored
   at the end. The learning rate halves when the objective plateaus.
@@ -36,6 +42,7 @@ from torch import nn
 
 from ai_factory.spec import TaskType
 from ai_factory.training import io
+from ai_factory.training.calibration import loss_weights
 from ai_factory.training.config import TrainParams
 from ai_factory.training.device import DeviceConfig
 from ai_factory.training.metrics import Objective, compute_metrics, objective_for
@@ -83,6 +90,7 @@ class EpochStats:
     seconds: float
     rows_per_second: float
     improved: bool
+    lr_start: float | None = None
 
 
 @dataclass
@@ -94,6 +102,13 @@ class TrainResult:
     best_metric: float = float("nan")
     resumed_from_epoch: int = 0
     stopped_early: bool = False
+
+    def lr_schedule(self) -> list[float]:
+        """Learning rate used in each epoch up to the best one (``EpochStats.lr`` is the rate after the epoch)."""
+        if not self.history or self.best_epoch == 0:
+            return []
+        first = self.history[0].lr_start if self.history[0].lr_start is not None else self.history[0].lr
+        return [first] + [h.lr for h in self.history[: self.best_epoch - 1]]
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -141,11 +156,13 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def run_fingerprint(params: TrainParams, model: TabularMLP, n_train: int, n_val: int) -> str:
-    blob = json.dumps(
-        {"params": params.model_dump(), "model": model.config.to_dict(), "n_train": n_train, "n_val": n_val},
-        sort_keys=True,
-    ).encode()
+def run_fingerprint(params: TrainParams, model: TabularMLP, n_train: int, n_val: int,
+                    schedule: list[float] | None = None) -> str:
+    payload: dict[str, Any] = {"params": params.model_dump(), "model": model.config.to_dict(), "n_train": n_train,
+                               "n_val": n_val}
+    if schedule is not None:
+        payload["schedule"] = schedule
+    blob = json.dumps(payload, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -171,8 +188,10 @@ def predict_outputs(model: nn.Module, split: TensorSplit, device: DeviceConfig) 
     return torch.cat(outs) if outs else torch.empty(0)
 
 
-def _validate(model: TabularMLP, val: TensorSplit, task: TaskType, loss_fn: nn.Module, objective: Objective,
+def _validate(model: TabularMLP, val: TensorSplit | None, task: TaskType, loss_fn: nn.Module, objective: Objective,
               device: DeviceConfig) -> tuple[float, float]:
+    if val is None:
+        return float("nan"), float("nan")
     outputs = predict_outputs(model, val, device)
     val_loss = float(loss_fn(outputs, val.y.cpu()).item())
     preds = outputs_to_predictions(task, outputs).numpy()
@@ -202,26 +221,35 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
 def train(
     model: TabularMLP,
     train_split: TensorSplit,
-    val_split: TensorSplit,
+    val_split: TensorSplit | None,
     params: TrainParams,
     device: DeviceConfig,
     *,
     checkpoint: CheckpointStore | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
     label: str = "train",
+    schedule: list[float] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place and return it with its history; see the module docstring.
 
     ``on_epoch`` runs after each epoch's checkpoint; it may raise (e.g. ``optuna.TrialPruned``)
-    to stop training.
+    to stop training. With ``schedule`` the run is a refit: ``len(schedule)`` epochs at those
+    learning rates, ``val_split`` optional (logged only), the last epoch's weights kept.
     """
     if len(train_split) < 2:
         raise ValueError(f"the training split has {len(train_split)} row(s); at least 2 are needed")
-    if len(val_split) == 0:
+    if schedule is None and (val_split is None or len(val_split) == 0):
         raise ValueError("the validation split is empty")
+    if schedule is not None and not schedule:
+        raise ValueError("a refit schedule needs at least one epoch")
     task = TaskType(model.config.task)
     objective = objective_for(task)
-    loss_fn = loss_function(task)
+    weights = loss_weights(task, train_split.y, model.config.output_dim) if params.class_weights else None
+    if weights is not None:
+        log.info("[%s] loss weights from %s training rows: %s", label, f"{len(train_split):,}",
+                 ", ".join(f"{w:.3f}" for w in weights.tolist()))
+    loss_fn = loss_function(task, None if weights is None else weights.to(device.device))
+    val_loss_fn = loss_function(task, weights)
     model.to(device.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -230,7 +258,9 @@ def train(
     )
     scaler = torch.amp.GradScaler(device.device.type, enabled=device.use_grad_scaler)
     shuffle = torch.Generator().manual_seed(params.seed)
-    fingerprint = run_fingerprint(params, model, len(train_split), len(val_split))
+    max_epochs = len(schedule) if schedule is not None else params.max_epochs
+    fingerprint = run_fingerprint(params, model, len(train_split), 0 if val_split is None else len(val_split),
+                                  schedule)
 
     result = TrainResult(model=model, objective=objective)
     best_state = _cpu_state(model)
@@ -263,16 +293,25 @@ def train(
                  result.best_metric, result.best_epoch, "; already finished" if finished else "")
 
     # Resident on the GPU when small enough; otherwise batches stream from pinned host memory.
-    resident = device.is_cuda and train_split.nbytes() + val_split.nbytes() <= device.gpu_resident_max_bytes
+    val_bytes = 0 if val_split is None else val_split.nbytes()
+    resident = device.is_cuda and train_split.nbytes() + val_bytes <= device.gpu_resident_max_bytes
     train_data = train_split.to(device.device) if resident else train_split
     n = len(train_split)
-    log.info("[%s] training %s rows, validating on %s rows, up to %d epochs on %s",
-             label, f"{n:,}", f"{len(val_split):,}", params.max_epochs, device.describe())
+    if schedule is None:
+        log.info("[%s] training %s rows, validating on %s rows, up to %d epochs on %s",
+                 label, f"{n:,}", f"{0 if val_split is None else len(val_split):,}", max_epochs, device.describe())
+    else:
+        log.info("[%s] refitting on %s rows for %d epochs (schedule chosen on validation) on %s",
+                 label, f"{n:,}", max_epochs, device.describe())
 
     epoch = start_epoch
-    while not finished and epoch < params.max_epochs:
+    while not finished and epoch < max_epochs:
         epoch += 1
         model.train()
+        if schedule is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = schedule[epoch - 1]
+        lr_start = float(optimizer.param_groups[0]["lr"])
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=shuffle)
         if resident:
@@ -304,9 +343,13 @@ def train(
                 f"[{label}] training loss became {total_loss} at epoch {epoch} "
                 f"(learning_rate={params.learning_rate}); lower the learning rate"
             )
-        val_loss, metric = _validate(model, val_split, task, loss_fn, objective, device)
-        scheduler.step(metric)
-        improved = objective.better(metric, result.best_metric if result.best_epoch else None)
+        val_loss, metric = _validate(model, val_split, task, val_loss_fn, objective, device)
+        if schedule is None:
+            scheduler.step(metric)
+            improved = objective.better(metric, result.best_metric if result.best_epoch else None)
+        else:
+            # A refit has no unseen rows to judge by: its model is the last epoch's.
+            improved = True
         if improved:
             result.best_metric, result.best_epoch = metric, epoch
             best_state = _cpu_state(model)
@@ -317,21 +360,26 @@ def train(
             epoch=epoch, train_loss=total_loss / max(seen, 1), val_loss=val_loss, val_metric=metric,
             lr=float(optimizer.param_groups[0]["lr"]), seconds=time.perf_counter() - t0,
             rows_per_second=seen / train_seconds if train_seconds > 0 else float("nan"), improved=improved,
+            lr_start=lr_start,
         )
         result.history.append(stats)
-        if bad_epochs >= params.patience:
+        if schedule is None and bad_epochs >= params.patience:
             result.stopped_early = True
             finished = True
-        log.info("[%s] epoch %d/%d train_loss=%.5f val_loss=%.5f val_%s=%.5f lr=%.2e %s rows/s%s",
-                 label, epoch, params.max_epochs, stats.train_loss, val_loss, objective.metric, metric,
-                 stats.lr, f"{stats.rows_per_second:,.0f}",
-                 " *" if improved else (" (early stop)" if result.stopped_early else ""))
+        if schedule is None:
+            log.info("[%s] epoch %d/%d train_loss=%.5f val_loss=%.5f val_%s=%.5f lr=%.2e %s rows/s%s",
+                     label, epoch, max_epochs, stats.train_loss, val_loss, objective.metric, metric,
+                     stats.lr, f"{stats.rows_per_second:,.0f}",
+                     " *" if improved else (" (early stop)" if result.stopped_early else ""))
+        else:
+            log.info("[%s] refit epoch %d of %d train_loss=%.5f lr=%.2e %s rows/s", label, epoch, max_epochs,
+                     stats.train_loss, lr_start, f"{stats.rows_per_second:,.0f}")
         if checkpoint is not None:
             checkpoint.save({
                 "format": CHECKPOINT_FORMAT,
                 "fingerprint": fingerprint,
                 "epoch": epoch,
-                "finished": finished or epoch >= params.max_epochs,
+                "finished": finished or epoch >= max_epochs,
                 "model": _cpu_state(model),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),

@@ -2,7 +2,8 @@
 
 * binary: ``roc_auc`` (objective, maximise), ``log_loss``, ``accuracy`` and ``f1`` at a 0.5
   threshold, ``ece`` (expected calibration error, 15 equal-width bins), ``brier``,
-  ``average_precision``, ``positive_rate``.
+  ``average_precision``, ``positive_rate``; ``f1_at_threshold``, ``precision_at_threshold``
+  and ``recall_at_threshold`` at the model's decision threshold (0.5 when it has none).
 * multiclass: ``log_loss`` (objective, minimise), ``accuracy``, ``macro_f1``,
   ``roc_auc_ovr`` (macro one-vs-rest), ``ece`` on the top-class confidence.
 * regression: ``rmse`` (objective, minimise), ``mae``, ``r2``.
@@ -65,10 +66,12 @@ def expected_calibration_error(y_true: np.ndarray, confidence: np.ndarray, corre
     return float(ece)
 
 
-def binary_metrics(y_true: np.ndarray, p_pos: np.ndarray) -> dict[str, float]:
+def binary_metrics(y_true: np.ndarray, p_pos: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     y_true = np.asarray(y_true).astype(int)
-    p = np.clip(np.asarray(p_pos, dtype="float64"), _EPS, 1 - _EPS)
+    raw = np.asarray(p_pos, dtype="float64")
+    p = np.clip(raw, _EPS, 1 - _EPS)
     pred = (p >= 0.5).astype(int)
+    at = (raw >= threshold).astype(int)
     both = len(np.unique(y_true)) == 2
     return {
         "roc_auc": float(skm.roc_auc_score(y_true, p)) if both else float("nan"),
@@ -79,6 +82,9 @@ def binary_metrics(y_true: np.ndarray, p_pos: np.ndarray) -> dict[str, float]:
         "brier": float(np.mean((p - y_true) ** 2)),
         "ece": expected_calibration_error(y_true, p),
         "positive_rate": float(y_true.mean()),
+        "f1_at_threshold": float(skm.f1_score(y_true, at, zero_division=0.0)),
+        "precision_at_threshold": float(skm.precision_score(y_true, at, zero_division=0.0)),
+        "recall_at_threshold": float(skm.recall_score(y_true, at, zero_division=0.0)),
     }
 
 
@@ -113,13 +119,18 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     }
 
 
-def compute_metrics(task: TaskType | str, y_true: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
-    """Metrics for ``task``. ``predictions``: class probabilities ``[n, k]`` or regression values ``[n]``."""
+def compute_metrics(task: TaskType | str, y_true: np.ndarray, predictions: np.ndarray,
+                    threshold: float | None = None) -> dict[str, float]:
+    """Metrics for ``task``. ``predictions``: class probabilities ``[n, k]`` or regression values ``[n]``.
+
+    ``threshold``: the binary decision threshold for the ``*_at_threshold`` metrics (default 0.5).
+    """
     task = TaskType(task)
     if len(y_true) == 0:
         raise ValueError("cannot compute metrics on an empty evaluation set")
     if task == TaskType.BINARY:
-        return binary_metrics(y_true, predictions[:, 1] if predictions.ndim == 2 else predictions)
+        return binary_metrics(y_true, predictions[:, 1] if predictions.ndim == 2 else predictions,
+                              0.5 if threshold is None else threshold)
     if task == TaskType.MULTICLASS:
         return multiclass_metrics(y_true, predictions)
     return regression_metrics(y_true, predictions)
@@ -128,8 +139,16 @@ def compute_metrics(task: TaskType | str, y_true: np.ndarray, predictions: np.nd
 def baseline_metrics(task: TaskType | str, y_train: np.ndarray, y_eval: np.ndarray, n_classes: int = 2) -> dict[str, float]:
     """Metrics of a model that ignores the features and predicts the training prior / mean."""
     task = TaskType(task)
+    if task == TaskType.REGRESSION:
+        return prior_metrics(task, [float(np.mean(y_train))], y_eval)
+    prior = np.bincount(np.asarray(y_train).astype(int), minlength=n_classes) / max(len(y_train), 1)
+    return prior_metrics(task, prior.tolist(), y_eval)
+
+
+def prior_metrics(task: TaskType | str, prior: list[float], y_eval: np.ndarray) -> dict[str, float]:
+    """Metrics of the trivial model: class ``prior`` for every row, or ``[mean]`` for regression."""
+    task = TaskType(task)
     n = len(y_eval)
     if task == TaskType.REGRESSION:
-        return regression_metrics(y_eval, np.full(n, float(np.mean(y_train))))
-    prior = np.bincount(np.asarray(y_train).astype(int), minlength=n_classes) / max(len(y_train), 1)
-    return compute_metrics(task, y_eval, np.tile(prior, (n, 1)))
+        return regression_metrics(y_eval, np.full(n, float(prior[0])))
+    return compute_metrics(task, y_eval, np.tile(np.asarray(prior, dtype="float64"), (n, 1)))

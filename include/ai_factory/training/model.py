@@ -107,12 +107,13 @@ def build_model_config(
     )
 
 
-def loss_function(task: TaskType | str) -> nn.Module:
+def loss_function(task: TaskType | str, weights: torch.Tensor | None = None) -> nn.Module:
+    """The task's loss; ``weights`` is ``pos_weight`` (binary) or per-class weights (multiclass)."""
     task = TaskType(task)
     if task == TaskType.BINARY:
-        return nn.BCEWithLogitsLoss()
+        return nn.BCEWithLogitsLoss(pos_weight=weights)
     if task == TaskType.MULTICLASS:
-        return nn.CrossEntropyLoss()
+        return nn.CrossEntropyLoss(weight=weights)
     return nn.MSELoss()
 
 

@@ -6,9 +6,14 @@ the smoke test, drift monitoring)::
     from ai_factory.training.predictor import load_predictor
 
     predictor = load_predictor("champion")          # or "latest", a version, or "name:version"
-    proba = predictor.predict_proba(df)             # [n, classes], columns in predictor.classes order
-    labels = predictor.predict(df)                  # class labels / regression values
+    proba = predictor.predict_proba(df)             # [n, classes], calibrated, in predictor.classes order
+    labels = predictor.predict(df)                  # class labels (binary: at predictor.threshold) / values
     scored = predictor.predict_frame(df)            # prediction (+ proba_<class>) as a DataFrame
+
+Probabilities are calibrated with the calibrator stored beside the weights (``calibration.json``,
+fitted on validation; see :mod:`ai_factory.training.calibration`), and a binary label is the
+positive class when ``P(positive) >= predictor.threshold`` (chosen on validation; 0.5 for a
+model without one). Evaluation, the gate and serving all go through here, so they agree.
 
 Input frames need the spec's feature columns (extra columns are ignored). Unknown category
 values go to the out-of-vocabulary embedding; nulls are imputed with training medians.
@@ -30,6 +35,7 @@ import torch
 
 from ai_factory.spec import DatasetSpec, TaskType
 from ai_factory.training.artifacts import LoadedModel, load_model
+from ai_factory.training.calibration import Calibration
 from ai_factory.training.device import select_device
 from ai_factory.training.loop import PREDICT_BATCH, TensorSplit, predict_outputs
 from ai_factory.training.model import outputs_to_predictions
@@ -82,6 +88,24 @@ class Predictor:
     def metadata(self) -> dict[str, Any]:
         return self._loaded.meta
 
+    @property
+    def calibration(self) -> Calibration | None:
+        return self._loaded.calibration
+
+    @property
+    def threshold(self) -> float | None:
+        """Binary decision threshold on ``P(positive)`` (0.5 without a stored one); None for other tasks."""
+        if self.task != TaskType.BINARY:
+            return None
+        cal = self._loaded.calibration
+        return cal.threshold if cal is not None and cal.threshold is not None else 0.5
+
+    @property
+    def class_prior(self) -> list[float] | None:
+        """Class frequencies of the rows the model was trained on (the trivial baseline), if stored."""
+        cal = self._loaded.calibration
+        return list(cal.prior) if cal is not None and cal.prior else None
+
     # -- inference -------------------------------------------------------------------------
     def features(self, data: Inputs) -> tuple[np.ndarray, np.ndarray]:
         """Model inputs ``(x_num, x_cat)`` for a DataFrame, a list of records or an object array."""
@@ -104,23 +128,34 @@ class Predictor:
         split = TensorSplit.from_arrays(self.task, x_num, x_cat, np.zeros(len(x_num), dtype="float32"))
         return predict_outputs(self._loaded.model, split, self._device)
 
-    def predict_proba(self, df: Inputs) -> np.ndarray:
-        """Class probabilities ``[n, n_classes]`` (classification models only)."""
+    def predict_proba(self, df: Inputs, calibrated: bool = True) -> np.ndarray:
+        """Class probabilities ``[n, n_classes]`` (classification models only); ``calibrated=False``: raw model."""
         if self.task == TaskType.REGRESSION:
             raise TypeError("predict_proba is for classification models; this model does regression")
         if len(df) == 0:
             return np.zeros((0, len(self.classes)), dtype="float64")
-        return outputs_to_predictions(self.task, self._outputs(df)).numpy().astype("float64")
+        logits = self._outputs(df)
+        if calibrated and self._loaded.calibration is not None:
+            logits = self._loaded.calibration.apply(logits)
+        return outputs_to_predictions(self.task, logits).numpy().astype("float64")
+
+    def labels(self, proba: np.ndarray) -> np.ndarray:
+        """Class labels for probabilities from :meth:`predict_proba` (binary: at :attr:`threshold`)."""
+        if not len(proba):
+            return np.array([], dtype=object)
+        classes = np.asarray(self.classes, dtype=object)
+        if self.task == TaskType.BINARY:
+            return classes[(proba[:, 1] >= self.threshold).astype(int)]
+        return classes[proba.argmax(axis=1)]
 
     def predict(self, df: Inputs) -> np.ndarray:
-        """Class labels (argmax; binary at 0.5) or regression values in target units."""
+        """Class labels (argmax; binary at :attr:`threshold`) or regression values in target units."""
         if self.task == TaskType.REGRESSION:
             if len(df) == 0:
                 return np.zeros(0, dtype="float64")
             raw = self._outputs(df).numpy().astype("float64")
             return self._loaded.preprocessor.inverse_target(raw)
-        proba = self.predict_proba(df)
-        return np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)] if len(proba) else np.array([])
+        return self.labels(self.predict_proba(df))
 
     def predict_frame(self, df: pd.DataFrame) -> pd.DataFrame:
         """``prediction`` plus one ``proba_<class>`` column per class, indexed like ``df``."""
@@ -129,7 +164,7 @@ class Predictor:
             out["prediction"] = self.predict(df)
             return out
         proba = self.predict_proba(df)
-        out["prediction"] = np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)] if len(df) else []
+        out["prediction"] = self.labels(proba) if len(df) else []
         for i, cls in enumerate(self.classes):
             out[f"proba_{cls}"] = proba[:, i]
         return out

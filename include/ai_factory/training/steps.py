@@ -25,7 +25,7 @@ from ai_factory.training.artifacts import save_model
 from ai_factory.training.config import ConfigError, SearchSpace, TrainParams, load_search_space
 from ai_factory.training.device import DeviceConfig, configure_threads, select_device
 from ai_factory.training.loop import CheckpointStore, TensorSplit, TrainResult, seed_everything, train
-from ai_factory.training.metrics import baseline_metrics, compute_metrics, objective_for
+from ai_factory.training.metrics import compute_metrics, objective_for
 from ai_factory.training.model import TabularMLP, build_model_config
 from ai_factory.training.preprocess import Preprocessor
 from ai_factory.training.window import TrainingWindow, build_window, load_frames
@@ -258,7 +258,22 @@ def fit(
     spec_path: str | None = None,
     threads: int | None = None,
 ) -> dict[str, Any]:
-    """Train the final model (resuming from ``checkpoint_uri`` if a checkpoint is there) and save it."""
+    """Train the final model (resuming from ``checkpoint_uri`` if a checkpoint is there) and save it.
+
+    Two stages, the holdout untouched by both:
+
+    1. **Selection**: train on the train split with early stopping on validation; it picks the
+       epoch count (and the learning-rate schedule up to it), and its validation predictions
+       fit the calibrator and the decision threshold (:mod:`ai_factory.training.calibration`).
+    2. **Refit** (``refit_on_validation``, the default): preprocessing and a fresh model fitted
+       on train + validation for exactly that schedule; this is the model saved. The newest
+       labelled days are the most like tomorrow's, so the final model must learn from them.
+
+    Checkpoints: the selection fit at ``checkpoint_uri``, the refit at ``checkpoint_uri/refit``.
+    """
+    from ai_factory.training.calibration import class_prior, default_method, fit_calibration
+    from ai_factory.training.loop import predict_outputs
+
     spec = _spec(spec_path)
     window = TrainingWindow.load(window_uri)
     params, provenance = resolve_params(study, storage, search_space, params_override, spec)
@@ -272,13 +287,48 @@ def fit(
     t0 = time.perf_counter()
     result = fit_prepared(prepared, params, device, checkpoint=checkpoint, label="fit")
     summary = result.summary()
-    save_model(model_uri, result.model, prepared.preprocessor, {
+    task = spec.target.task
+    # The best epoch being the last allowed one means the budget, not validation, stopped it.
+    undertrained = result.best_epoch == params.max_epochs
+    if undertrained:
+        log.warning("the selection fit was still improving at its last epoch (%d): raise max_epochs "
+                    "(search space 'fixed: {max_epochs: ...}')", params.max_epochs)
+
+    val = prepared.splits["validation"]
+    method = params.calibration if params.calibration != "auto" else default_method(task, params.class_weights)
+    combined = pd.concat([frames["train"], frames["validation"]], ignore_index=True)
+    pre_all = prepared.preprocessor
+    if params.refit_on_validation:
+        final_prepared = prepare(spec, {"train": combined}, params.numeric_transform)
+        pre_all = final_prepared.preprocessor
+    prior = class_prior(task, pre_all.transform_target(combined), pre_all.output_dim if task == TaskType.MULTICLASS
+                        else 2)
+    calibration = fit_calibration(task, predict_outputs(result.model, val, device), val.y.cpu(), method=method,
+                                  threshold_metric=params.threshold_metric, cost_ratio=params.cost_ratio,
+                                  prior=prior)
+
+    model, preprocessor = result.model, prepared.preprocessor
+    rows = {s: len(t) for s, t in prepared.splits.items()}
+    refit: dict[str, Any] = {"enabled": params.refit_on_validation}
+    if params.refit_on_validation:
+        schedule = result.lr_schedule()
+        refit_checkpoint = CheckpointStore(io.join(checkpoint_uri, "refit")) if checkpoint_uri else None
+        final = train(build_model(pre_all, params), final_prepared.splits["train"], None, params, device,
+                      checkpoint=refit_checkpoint, label="refit", schedule=schedule)
+        model, preprocessor = final.model, pre_all
+        rows["final_fit"] = len(final_prepared.splits["train"])
+        refit.update(epochs=len(schedule), rows=rows["final_fit"], schedule=schedule,
+                     resumed_from_epoch=final.resumed_from_epoch,
+                     train_loss=final.history[-1].train_loss if final.history else None)
+    else:
+        rows["final_fit"] = rows["train"]
+    save_model(model_uri, model, preprocessor, {
         "params": params.model_dump(),
-        "training": summary,
+        "training": {**summary, "refit": refit},
         "tuning": provenance,
         "window": window.to_dict(),
-        "rows": {s: len(t) for s, t in prepared.splits.items()},
-    })
+        "rows": rows,
+    }, calibration=calibration)
     return {
         "model": model_uri,
         "params": params.model_dump(),
@@ -289,7 +339,11 @@ def fit(
         "epochs_run": len(result.history),
         "resumed_from_epoch": result.resumed_from_epoch,
         "stopped_early": result.stopped_early,
-        "rows": {s: len(t) for s, t in prepared.splits.items()},
+        "best_at_last_epoch": undertrained,
+        "refit": {k: v for k, v in refit.items() if k != "schedule"},
+        "calibration": {"method": calibration.method, "threshold": calibration.threshold,
+                        **calibration.validation},
+        "rows": rows,
         "seconds": round(time.perf_counter() - t0, 3),
         "device": device.describe(),
     }
@@ -300,8 +354,16 @@ def evaluate(window_uri: str, model_uri: str, *, data_root: str | None = None,
              output: str | None = None) -> dict[str, Any]:
     """Holdout (and validation) metrics of the model at ``model_uri``, next to the trivial baseline's.
 
+    Classification metrics are of the calibrated probabilities (what serving returns), with
+    the ``*_at_threshold`` metrics at the stored decision threshold; ``<split>_uncalibrated``
+    holds the raw model's for comparison and ``<split>_reliability`` the reliability diagram.
+    The baseline predicts the prior (or mean) of the rows the model was trained on. A model
+    refitted on train + validation has seen the validation rows: its validation metrics are
+    in-sample (``validation_in_training``), only the holdout judges it.
     With ``output`` the result is also written there (the registry reads it from that file).
     """
+    from ai_factory.training.calibration import class_prior, reliability_diagram
+    from ai_factory.training.metrics import prior_metrics
     from ai_factory.training.predictor import Predictor
 
     predictor = Predictor.from_dir(model_uri)
@@ -310,21 +372,46 @@ def evaluate(window_uri: str, model_uri: str, *, data_root: str | None = None,
     frames = load_frames(_lake(data_root), spec, window)
     pre = predictor.preprocessor
     task = spec.target.task
-    y_train = pre.transform_target(frames["train"])
-    out: dict[str, Any] = {"model": model_uri, "objective": objective_for(task).__dict__}
+    refit = bool(((predictor.metadata.get("training") or {}).get("refit") or {}).get("enabled"))
+    trained_on = [frames["train"], frames["validation"]] if refit else [frames["train"]]
+    y_train = pre.transform_target(pd.concat(trained_on, ignore_index=True))
+    n_classes = pre.output_dim if task == TaskType.MULTICLASS else 2
+    # The stored prior (calibration.json) is of exactly the rows the model trained on; older
+    # models without one get it recomputed from the window.
+    prior = ([pre.target_mean] if task == TaskType.REGRESSION
+             else predictor.class_prior or class_prior(task, y_train, n_classes))
+    cal = predictor.calibration
+    out: dict[str, Any] = {"model": model_uri, "objective": objective_for(task).__dict__,
+                           "validation_in_training": refit,
+                           "calibration": None if cal is None else {
+                               "method": cal.method, "scale": cal.scale, "bias": cal.bias,
+                               "threshold": cal.threshold, "threshold_metric": cal.threshold_metric,
+                               "cost_ratio": cal.cost_ratio, "validation": cal.validation}}
     for split in ("validation", "holdout"):
         df = frames[split]
         y = pre.transform_target(df)
         if task == TaskType.REGRESSION:
             preds = predictor.predict(df)
-            y_eval, y_base = pre.inverse_target(y), pre.inverse_target(y_train)
+            y_eval = pre.inverse_target(y)
         else:
             preds = predictor.predict_proba(df)
-            y_eval, y_base = y, y_train
-        out[split] = compute_metrics(task, y_eval, preds)
-        out[f"{split}_baseline"] = baseline_metrics(task, y_base, y_eval, n_classes=pre.output_dim
-                                                    if task == TaskType.MULTICLASS else 2)
+            y_eval = y
+            out[f"{split}_uncalibrated"] = compute_metrics(task, y_eval, predictor.predict_proba(df, calibrated=False))
+            top = preds.argmax(axis=1)
+            out[f"{split}_reliability"] = (reliability_diagram(y_eval, preds[:, 1]) if task == TaskType.BINARY
+                                           else reliability_diagram(y_eval, preds.max(axis=1), top == y_eval))
+        out[split] = compute_metrics(task, y_eval, preds, predictor.threshold)
+        out[f"{split}_baseline"] = prior_metrics(task, prior, y_eval)
         out[f"{split}_rows"] = len(df)
+    proper = "rmse" if task == TaskType.REGRESSION else "log_loss"
+    out["proper_score"] = {"metric": proper, "model": out["holdout"][proper],
+                           "baseline": out["holdout_baseline"][proper],
+                           "beats_baseline": bool(out["holdout"][proper] < out["holdout_baseline"][proper])}
+    if task != TaskType.REGRESSION:
+        log.info("holdout calibration: ECE %.4f (uncalibrated %.4f), log-loss %.4f (uncalibrated %.4f, "
+                 "base rate %.4f)", out["holdout"]["ece"], out["holdout_uncalibrated"]["ece"],
+                 out["holdout"]["log_loss"], out["holdout_uncalibrated"]["log_loss"],
+                 out["holdout_baseline"]["log_loss"])
     objective = objective_for(task)
     model_value = out["holdout"][objective.metric]
     base_value = out["holdout_baseline"][objective.metric]
