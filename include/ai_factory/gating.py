@@ -187,7 +187,7 @@ class GateDecision:
     holdout: dict[str, Any]
     metrics: dict[str, dict[str, float]]
     stored_champion_metrics: dict[str, float] | None
-    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    latency_ms: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     @property
     def decision(self) -> str:

@@ -299,7 +299,7 @@ class ModelRegistry:
             if reference is not None:
                 reference.to_parquet(bm.path_of(REFERENCE_FILE), index=False)
             tag = bm.tag
-        version = self.get(tag.version)
+        version = self.get(str(tag.version))
         log.info("registered %s (holdout %s)", version.tag,
                  ", ".join(f"{k}={v:.4f}" for k, v in version.metrics.items()))
         return version

@@ -11,6 +11,7 @@ into one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
@@ -30,7 +31,7 @@ class TrainingPodOperator(KubernetesPodOperator):
 
     template_fields = (*KubernetesPodOperator.template_fields, "gpus")
 
-    def __init__(self, *, gpus: int | str = 1, gpu_resource: str, gpu_node_selector: dict[str, str],
+    def __init__(self, *, gpus: int | str = 1, gpu_resource: str, gpu_node_selector: Mapping[str, str],
                  gpu_toleration_key: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gpus = gpus

@@ -50,7 +50,7 @@ def _fix_quantile_bool() -> None:
 
     original = Quantiles._validate
 
-    def _validate(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _validate(self, *args, **kwargs):
         out = original(self, *args, **kwargs)
         out["success"] = bool(out["success"])
         details = out.get("result", {}).get("details", {})
@@ -58,7 +58,7 @@ def _fix_quantile_bool() -> None:
             details["success_details"] = [bool(x) for x in details["success_details"]]
         return out
 
-    Quantiles._validate = _validate
+    Quantiles._validate = _validate  # type: ignore[method-assign]
 
 
 def _fix_decimal_scan() -> None:
@@ -67,13 +67,13 @@ def _fix_decimal_scan() -> None:
 
     original = gx_util.does_ndarray_contain_decimal_dtype
 
-    def does_ndarray_contain_decimal_dtype(data):  # type: ignore[no-untyped-def]
+    def does_ndarray_contain_decimal_dtype(data):
         dtype = getattr(data, "dtype", None)
         if dtype is not None and dtype != np.dtype(object):
             return False
         return original(data)
 
-    gx_util.does_ndarray_contain_decimal_dtype = does_ndarray_contain_decimal_dtype
+    gx_util.does_ndarray_contain_decimal_dtype = does_ndarray_contain_decimal_dtype  # type: ignore[assignment]
 
 
 def _fix_column_domain_projection() -> None:
@@ -81,11 +81,11 @@ def _fix_column_domain_projection() -> None:
 
     original = PandasExecutionEngine.get_domain_records
 
-    def get_domain_records(self, domain_kwargs):  # type: ignore[no-untyped-def]
+    def get_domain_records(self, domain_kwargs):
         data = original(self, domain_kwargs)
         column = domain_kwargs.get("column")
         if column is not None and column in data.columns:
             return data[[column]]
         return data
 
-    PandasExecutionEngine.get_domain_records = get_domain_records
+    PandasExecutionEngine.get_domain_records = get_domain_records  # type: ignore[method-assign]

@@ -325,7 +325,7 @@ class PredictionLogger:
         import pandas as pd
         import pyarrow as pa
 
-        refused = []
+        refused: list[Any] = []
         for row in rows:
             try:
                 sample = _typed(pd.DataFrame.from_records([row], columns=self.columns), self.spec)

@@ -96,7 +96,7 @@ def record_model(spec: DatasetSpec) -> type[BaseModel]:
 def prediction_type(spec: DatasetSpec) -> Any:
     if spec.target.task == TaskType.REGRESSION:
         return float
-    return Literal[tuple(spec.target.classes or ())]  # type: ignore[valid-type]
+    return Literal[tuple(spec.target.classes or ())]
 
 
 def prediction_model(spec: DatasetSpec) -> type[BaseModel]:

@@ -15,6 +15,7 @@ that does not beat it has learned nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from sklearn import metrics as skm
@@ -28,7 +29,7 @@ _EPS = 1e-7
 @dataclass(frozen=True)
 class Objective:
     metric: str
-    direction: str  # "maximize" | "minimize"
+    direction: Literal["maximize", "minimize"]
 
     def better(self, candidate: float, incumbent: float | None) -> bool:
         if incumbent is None or np.isnan(incumbent):

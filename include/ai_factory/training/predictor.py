@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -44,7 +44,7 @@ from ai_factory.training.preprocess import InputError, Preprocessor
 log = logging.getLogger(__name__)
 
 #: What the predict methods accept: a DataFrame, a list of records, or an object array in spec column order.
-Inputs = pd.DataFrame | Sequence[Any] | np.ndarray
+Inputs: TypeAlias = pd.DataFrame | Sequence[Any] | np.ndarray
 
 
 class Predictor:

@@ -124,7 +124,7 @@ def _fast_category_ids(values: list[Any], dtype: DType, index: dict[str, int]) -
         if not set(map(type, values)) <= {str, type(None)}:
             raise _NotFast
         keys = values
-    return np.array([index.get(k, 0) for k in keys], dtype="int64")
+    return np.array([index.get(k, 0) if k is not None else 0 for k in keys], dtype="int64")
 
 
 def _quantile_knots(values: np.ndarray) -> tuple[list[float], list[float]]:
@@ -191,7 +191,7 @@ class Preprocessor:
         categorical: list[CategoricalStats] = []
         for f in spec.categorical_features:
             seen = set(_category_strings(df[f.name], f.dtype).dropna().unique().tolist())
-            allowed = list(f.categories) if f.dtype == DType.CATEGORY else ["false", "true"]
+            allowed = list(f.categories or ()) if f.dtype == DType.CATEGORY else ["false", "true"]
             vocab = [c for c in allowed if c in seen]
             categorical.append(CategoricalStats(name=f.name, vocab=vocab))
         target_mean, target_std = 0.0, 1.0

@@ -193,6 +193,7 @@ def best_trial(study: optuna.Study) -> BestTrial:
             "cannot pick parameters"
         )
     best = study.best_trial
+    assert best.value is not None  # best_trial is a COMPLETE trial, which always has a value
     return BestTrial(number=best.number, value=float(best.value), params=dict(best.params),
                      user_attrs=dict(best.user_attrs))
 
