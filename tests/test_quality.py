@@ -166,6 +166,9 @@ def test_failed_redelivery_of_a_validated_day_archives_the_good_bytes_and_restor
     assert {n: (Path(withdrawn.path) / n).read_bytes() for n in good} == good
     # both deliveries as they landed are in the archive of landing, beside quarantine's copy
     assert len(lake.archived(Zone.LANDING, DS)) == 2
+    # and the day's earlier quality summary ("passed") is kept beside the new one ("quarantined")
+    (old_report,) = lake.archived(Zone.REPORTS_QUALITY, DS)
+    assert json.loads((Path(old_report.path) / "summary.json").read_bytes())["status"] == "passed"
 
     assert main(["data", "archived", "--zone", "validated", "--ds", DS]) == 0
     listed = json.loads(capsys.readouterr().out)["archived"]

@@ -11,6 +11,7 @@ good re-delivery) are moved to ``archive/<zone>/ds=…/<id>/`` with the reason, 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
@@ -245,7 +246,7 @@ def run_quality_gate(ds: str | date, lake: DataLake | None = None, spec: Dataset
                                   reason=f"superseded: ds={day} passed validation from {source} (sha256 {digest})")
         summary["path"] = lake.url(path)
         summary["report"] = lake.url(lake.partition_path(Zone.REPORTS_QUALITY, day) + "/" + SUMMARY_FILE)
-        lake.write_json(lake.partition_path(Zone.REPORTS_QUALITY, day) + "/" + SUMMARY_FILE, summary)
+        _write_summary(lake, day, summary)
         log.info("ds=%s: passed %d expectations (%d warnings); published %s",
                  day, summary["expectations"]["evaluated"], len(warnings), path)
         for w in warnings:
@@ -276,7 +277,7 @@ def run_quality_gate(ds: str | date, lake: DataLake | None = None, spec: Dataset
         log.warning("ds=%s: the previously validated partition is withdrawn (today's data for this day failed); "
                     "its bytes are kept in %s; restore with `ai-factory data restore --zone validated --ds %s`",
                     day, withdrawn.path, day)
-    lake.write_json(lake.partition_path(Zone.REPORTS_QUALITY, day) + "/" + SUMMARY_FILE, summary)
+    _write_summary(lake, day, summary)
     cols = sorted({f.column for f in critical if f.column})
     message = (
         f"data quality failed for ds={day} ({len(df)} rows, {len(critical)} critical expectation(s) failed"
@@ -285,6 +286,13 @@ def run_quality_gate(ds: str | date, lake: DataLake | None = None, spec: Dataset
     )
     log.error(message)
     raise QualityGateFailed(message, summary)
+
+
+def _write_summary(lake: DataLake, day: date, summary: dict[str, Any]) -> None:
+    """The day's report partition; a different earlier summary (say, ``passed`` before a bad re-delivery) is archived."""
+    data = json.dumps(summary, indent=2, sort_keys=True, default=str).encode()
+    lake.replace_partition(Zone.REPORTS_QUALITY, day, {SUMMARY_FILE: data},
+                           reason=f"replaced by the validation of ds={day} with status {summary['status']}")
 
 
 def _reasons(critical: list[Failure], read_error: str | None, limit: int = 10) -> list[str]:
@@ -300,6 +308,4 @@ def _reasons(critical: list[Failure], read_error: str | None, limit: int = 10) -
 
 
 def _json_bytes(payload: Any) -> bytes:
-    import json
-
     return json.dumps(payload, indent=2, sort_keys=True).encode()
