@@ -76,12 +76,12 @@ def _lake(args: argparse.Namespace) -> Any:
 
 
 def cmd_data_restore(args: argparse.Namespace) -> int:
-    from ai_factory.storage import ArchiveNotFoundError
+    from ai_factory.storage import ArchiveDamagedError, ArchiveNotFoundError
 
     lake = _lake(args)
     try:
         path, entry = lake.restore_partition(args.zone, args.ds, args.archive_id)
-    except ArchiveNotFoundError as exc:
+    except (ArchiveNotFoundError, ArchiveDamagedError) as exc:
         raise SystemExit(f"ai-factory data restore: {exc}") from None
     _emit({"restored": lake.url(path), "from": entry.id, "archive": lake.url(entry.path),
            "archived_because": entry.reason.get("reason"), "files": sorted(entry.reason.get("files") or {})})

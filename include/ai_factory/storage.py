@@ -88,6 +88,10 @@ class ArchiveNotFoundError(FileNotFoundError):
     """No archived copy matches the zone, date (and id) asked for."""
 
 
+class ArchiveDamagedError(ValueError):
+    """An archived file no longer matches the sha256 recorded when it was archived."""
+
+
 def current_run() -> str:
     """Which run is acting: the Airflow task (its env vars) or, outside Airflow, user@host pid."""
     dag, run, task = (os.environ.get(f"AIRFLOW_CTX_{k}") for k in ("DAG_ID", "DAG_RUN_ID", "TASK_ID"))
@@ -319,7 +323,9 @@ class DataLake:
         expected = entry.reason.get("files") or {}
         for name, meta in expected.items():
             if name not in files or hashlib.sha256(files[name]).hexdigest() != meta.get("sha256"):
-                raise ValueError(f"archived copy {entry.path} is damaged: {name} does not match its recorded sha256")
+                raise ArchiveDamagedError(
+                    f"archived copy {entry.path} is damaged: {name} does not match its recorded sha256 "
+                    "(choose another copy with --from; see `ai-factory data archived`)")
         path = self.replace_partition(zone, ds, files, reason=f"replaced by a restore of archive {entry.id}", run=run)
         log.warning("restored %s/ds=%s from archive %s (%d file(s))", zone, as_date(ds), entry.id, len(files))
         return path, entry
