@@ -90,7 +90,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def _failures(result_json: dict[str, Any]) -> tuple[list[Failure], list[Failure]]:
-    critical, warnings = [], []
+    critical: list[Failure] = []
+    warnings: list[Failure] = []
     for r in result_json.get("results", []):
         if r.get("success"):
             continue
