@@ -211,7 +211,8 @@ def test_backfilling_a_week_twice_reproduces_every_output(airflow_stack, lake):
     assert fixed["state"] == "success", run_task_states("data_quality", fixed["run_id"])
     assert lake.partitions(Zone.VALIDATED) == DAYS
     assert lake.partitions(Zone.QUARANTINE) == []
-    # The bad bytes are kept, out of the way, beside their reports.
-    assert lake.read_partition_files("quarantine/_superseded", CORRUPT) == quarantined
+    # The bad bytes are kept, out of the way, beside their reports, in the archive.
+    (superseded,) = lake.archived(Zone.QUARANTINE, CORRUPT)
+    assert {n: (Path(superseded.path) / n).read_bytes() for n in quarantined} == quarantined
     summary = lake.read_json(lake.partition_path(Zone.REPORTS_QUALITY, CORRUPT) + "/summary.json")
     assert summary["status"] == "passed" and summary["rows"] == ROWS

@@ -142,8 +142,44 @@ def test_rerun_of_quarantined_day_is_idempotent_and_a_fix_supersedes_it(lake):
     write_day(lake, DS, 600)
     assert run_quality_gate(DS)["status"] == "passed"
     assert not lake.partition_exists(Zone.QUARANTINE, DS)
-    kept = lake.read_partition_files("quarantine/_superseded", DS)
-    assert kept["part-0.parquet"] == first["part-0.parquet"]
+    (kept,) = lake.archived(Zone.QUARANTINE, DS)
+    assert kept.reason["reason"].startswith("superseded: ds=2026-02-10 passed validation from landing")
+    assert {n: (Path(kept.path) / n).read_bytes() for n in first} == first  # bytes and report, as they were
+
+
+def test_failed_redelivery_of_a_validated_day_archives_the_good_bytes_and_restore_brings_them_back(lake, capsys):
+    """Finding: a corrupt re-delivery of a validated day deleted validated/ds=D (the good bytes were kept nowhere)."""
+    from ai_factory.cli import main
+
+    write_day(lake, DS, 600)
+    assert run_quality_gate(DS)["status"] == "passed"
+    good = lake.read_partition_files(Zone.VALIDATED, DS)
+    write_day(lake, DS, 600, corruption="unreadable_file")  # the bad re-delivery
+    with pytest.raises(QualityGateFailed) as err:
+        run_quality_gate(DS)
+    assert not lake.partition_exists(Zone.VALIDATED, DS)  # withdrawn: not served to training as valid
+    (withdrawn,) = lake.archived(Zone.VALIDATED, DS)
+    assert err.value.summary["withdrawn_validated"] == lake.url(withdrawn.path)
+    why = withdrawn.reason
+    assert why["reason"].startswith("withdrawn: a re-delivery of this day failed validation") and why["run"]
+    assert why["archived_at"] and set(why["files"]) == set(good)
+    assert {n: (Path(withdrawn.path) / n).read_bytes() for n in good} == good
+    # both deliveries as they landed are in the archive of landing, beside quarantine's copy
+    assert len(lake.archived(Zone.LANDING, DS)) == 2
+    # and the day's earlier quality summary ("passed") is kept beside the new one ("quarantined")
+    (old_report,) = lake.archived(Zone.REPORTS_QUALITY, DS)
+    assert json.loads((Path(old_report.path) / "summary.json").read_bytes())["status"] == "passed"
+
+    assert main(["data", "archived", "--zone", "validated", "--ds", DS]) == 0
+    listed = json.loads(capsys.readouterr().out)["archived"]
+    assert [e["id"] for e in listed] == [withdrawn.id]
+    assert main(["data", "restore", "--zone", "validated", "--ds", DS, "--from", withdrawn.id]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["from"] == withdrawn.id and out["restored"] == lake.url(lake.partition_path(Zone.VALIDATED, DS))
+    assert lake.read_partition_files(Zone.VALIDATED, DS) == good  # byte for byte
+    assert lake.archived(Zone.VALIDATED, DS)[0].id == withdrawn.id  # the archive keeps its copy
+    with pytest.raises(SystemExit, match="no archived copy 'nope' of validated/ds=2026-02-10; choose one of"):
+        main(["data", "restore", "--zone", "validated", "--ds", DS, "--from", "nope"])
 
 
 def test_rerun_of_a_good_day_writes_identical_outputs(lake):

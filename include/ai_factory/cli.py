@@ -68,8 +68,62 @@ def cmd_data_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lake(args: argparse.Namespace) -> Any:
+    from ai_factory.settings import get_settings
+    from ai_factory.storage import DataLake
+
+    return DataLake(getattr(args, "root", None) or get_settings().data_root)
+
+
+def cmd_data_restore(args: argparse.Namespace) -> int:
+    from ai_factory.storage import ArchiveDamagedError, ArchiveNotFoundError
+
+    lake = _lake(args)
+    try:
+        path, entry = lake.restore_partition(args.zone, args.ds, args.archive_id)
+    except (ArchiveNotFoundError, ArchiveDamagedError) as exc:
+        raise SystemExit(f"ai-factory data restore: {exc}") from None
+    _emit({"restored": lake.url(path), "from": entry.id, "archive": lake.url(entry.path),
+           "archived_because": entry.reason.get("reason"), "files": sorted(entry.reason.get("files") or {})})
+    return 0
+
+
+def cmd_data_archived(args: argparse.Namespace) -> int:
+    lake = _lake(args)
+    _emit({"zone": args.zone, "ds": args.ds.isoformat(), "archived": [
+        {"id": e.id, "path": lake.url(e.path), **{k: e.reason.get(k) for k in ("reason", "archived_at", "run")},
+         "files": sorted(e.reason.get("files") or {})}
+        for e in lake.archived(args.zone, args.ds)
+    ]})
+    return 0
+
+
+def cmd_data_withdraw(args: argparse.Namespace) -> int:
+    lake = _lake(args)
+    entry = lake.archive_partition(args.zone, args.ds, reason=f"withdrawn by hand: {args.reason}")
+    if entry is None:
+        raise SystemExit(f"ai-factory data withdraw: nothing at {lake.partition_path(args.zone, args.ds)}")
+    _emit({"withdrawn": lake.url(lake.partition_path(args.zone, args.ds)), "archive": lake.url(entry.path),
+           "id": entry.id})
+    return 0
+
+
+def cmd_data_sweep(args: argparse.Namespace) -> int:
+    _emit({"removed": _lake(args).sweep_temporaries(older_than_s=args.older_than)})
+    return 0
+
+
+def _zone_arg(value: str) -> str:
+    from ai_factory.storage import Zone
+
+    zones = [z.value for z in Zone]
+    if value not in zones:
+        raise argparse.ArgumentTypeError(f"unknown zone {value!r}; choose from {', '.join(zones)}")
+    return value
+
+
 def _register_data(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="demo data")
+    p = sub.add_parser("data", help="demo data, the archive (restore, withdraw) and leftovers of killed writes")
     dsub = p.add_subparsers(dest="data_cmd", required=True)
     g = dsub.add_parser("generate", help="land N days of synthetic credit-default data under landing/ds=…")
     g.add_argument("--start", type=_date, help="first day (default: --days before --end)")
@@ -85,6 +139,24 @@ def _register_data(sub: argparse._SubParsersAction) -> None:
                         "wrong_dtype, empty_file, unreadable_file (repeatable)")
     g.add_argument("--root", help="data root (default: AI_FACTORY_DATA_ROOT)")
     g.set_defaults(func=cmd_data_generate)
+    for name, func, text in (
+        ("restore", cmd_data_restore, "copy an archived partition back into its zone (the latest unless --from)"),
+        ("archived", cmd_data_archived, "list the archived copies of a partition, oldest first"),
+        ("withdraw", cmd_data_withdraw, "move a partition out of its zone into the archive (never deleted)"),
+    ):
+        c = dsub.add_parser(name, help=text)
+        c.add_argument("--zone", type=_zone_arg, required=True, help="e.g. validated, quarantine, landing")
+        c.add_argument("--ds", type=_date, required=True)
+        c.add_argument("--root", help="data root (default: AI_FACTORY_DATA_ROOT)")
+        if name == "restore":
+            c.add_argument("--from", dest="archive_id", help="archive id (see `ai-factory data archived`)")
+        if name == "withdraw":
+            c.add_argument("--reason", required=True, help="why (kept in the archive's _reason.json)")
+        c.set_defaults(func=func)
+    w = dsub.add_parser("sweep", help="remove temporaries left by writes killed mid-way (never published bytes)")
+    w.add_argument("--older-than", type=float, default=3600.0, help="seconds (default 3600: a write in progress is safe)")
+    w.add_argument("--root", help="data root (default: AI_FACTORY_DATA_ROOT)")
+    w.set_defaults(func=cmd_data_sweep)
 
 
 # -- quality ------------------------------------------------------------------------

@@ -10,11 +10,20 @@ On a large day the report runs on a uniform random sample (``report.max_rows``, 
 day): drift *decisions* always come from the fast path on every row, and the report's banner
 lists any column whose flag differs on the sample. Evidently's HTML embeds random element ids;
 they are renumbered in order of appearance so re-running a day writes the same bytes.
+
+Served values reach the report (category values, in tables and plots). Evidently embeds its
+data as JSON inside a ``<script>`` without escaping ``<``, so a value like
+``</script><img src=x onerror=…>`` would end the script and inject markup.
+:func:`escape_data_script` escapes ``<``, ``>`` and ``&`` in that JSON as ``\u003c``,
+``\u003e``, ``\u0026``, which is the same JSON to the page's script: the report shows the
+true value, as text, and nothing in the data can close the script. ``report.json`` (the
+Evidently snapshot) is JSON, not HTML, and keeps the values unchanged.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import logging
 import re
 from collections.abc import Sequence
@@ -37,6 +46,9 @@ log = logging.getLogger(__name__)
 _RANDOM_ID_RE = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}|(?<=metric_)[0-9a-f]{32}"
 )
+# Evidently's data block (evidently.legacy.utils.dashboard.file_html_template): two JSON values.
+_DATA_SCRIPT_RE = re.compile(r"<script>\s*var (metric_[0-9a-f]{32}) = ")
+_JSON_IN_HTML = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 _QUALITY_METRICS = {
     "Accuracy": "accuracy", "Precision": "precision", "Recall": "recall", "F1Score": "f1", "RocAuc": "roc_auc",
     "RMSE": "rmse", "MAE": "mae", "R2Score": "r2",
@@ -175,7 +187,40 @@ def run_evidently(
     )
     columns, share, quality_values = _parse(snapshot)
     return EvidentlyResult(columns=columns, share=share, quality=quality_values,
-                           html=snapshot.get_html_str(as_iframe=False), json=snapshot.json())
+                           html=escape_data_script(snapshot.get_html_str(as_iframe=False)), json=snapshot.json())
+
+
+class ReportMarkupError(RuntimeError):
+    """Evidently's HTML does not have the shape escaping relies on (a changed Evidently version)."""
+
+
+def escape_data_script(report_html: str) -> str:
+    """Escape ``<``, ``>``, ``&`` in the JSON Evidently embeds in a ``<script>`` (same data, no way out).
+
+    The JSON values are found by parsing them (``raw_decode``), not by looking for the closing
+    tag a value could forge. In JSON these characters only occur inside strings, where
+    ``\\u003c`` and ``<`` are the same character, so every byte outside the strings stays as it was.
+    Raises :class:`ReportMarkupError` instead of writing a report it cannot make safe.
+    """
+    m = _DATA_SCRIPT_RE.search(report_html)
+    if m is None:
+        raise ReportMarkupError("Evidently's report HTML has no data script `<script> var metric_… =`; "
+                                "cannot escape it (check the pinned Evidently version)")
+    dashboard = m.group(1)
+    decoder = json.JSONDecoder()
+    pieces, pos = [report_html[:m.end()]], m.end()
+    for follows in (rf"\s*;\s*var additional_graphs_{dashboard} = ", r"\s*;\s*</script>"):
+        try:
+            _, end = decoder.raw_decode(report_html, pos)
+        except json.JSONDecodeError as exc:
+            raise ReportMarkupError(f"Evidently's report data for {dashboard} is not JSON: {exc}") from exc
+        glue = re.compile(follows).match(report_html, end)
+        if glue is None:
+            raise ReportMarkupError(f"Evidently's report data for {dashboard} is not followed by {follows!r}")
+        pieces += [report_html[pos:end].translate(_JSON_IN_HTML), report_html[end:glue.end()]]
+        pos = glue.end()
+    pieces.append(report_html[pos:])
+    return "".join(pieces)
 
 
 def stable_ids(text: str) -> str:

@@ -31,7 +31,14 @@ from ai_factory.monitoring.config import MonitoringConfig, load_config
 from ai_factory.monitoring.decision import Decision, decide, drift_share
 from ai_factory.monitoring.evidently_report import banner_html, run_evidently, stable_ids, with_banner
 from ai_factory.monitoring.quality import QualityComparison, compare_quality
-from ai_factory.monitoring.stattests import ColumnDrift, ColumnKind, ColumnRole, ColumnTest, detect_drift
+from ai_factory.monitoring.stattests import (
+    ColumnDrift,
+    ColumnKind,
+    ColumnRole,
+    ColumnTest,
+    bound_frames,
+    detect_drift,
+)
 from ai_factory.monitoring.summary import (
     HTML_FILE,
     JSON_FILE,
@@ -195,7 +202,9 @@ def _report_and_summary(
     ref_s = sample_rows(reference.data, config.report.max_rows, seed + 1)
     sampled = len(cur_s) < len(current) or len(ref_s) < len(reference.data)
     with_quality, with_proba = _report_quality_inputs(spec, config, cur_s, ref_s)
-    ev = run_evidently(cur_s, ref_s, spec, tests, config, day, quality=with_quality, probability=with_proba)
+    # The report sees the values the tests saw: clipped to finite bounds (no range overflows in its histograms).
+    cur_b, ref_b = bound_frames(tests, cur_s, ref_s, bounds_from=reference.data)
+    ev = run_evidently(cur_b, ref_b, spec, tests, config, day, quality=with_quality, probability=with_proba)
 
     disagreements = [c.name for c in columns if c.name in ev.columns and ev.columns[c.name].drifted != c.drifted]
     diffs = [abs(ev.columns[c.name].score - c.score) for c in columns if c.name in ev.columns]

@@ -26,7 +26,18 @@ implementations (the reference is small, so they are fast). Columns run in a thr
 releases the GIL while it sorts, which is most of the work.
 
 The result is the same score (to floating-point rounding) and the same decision as Evidently's
-full computation; ``tests/monitoring/test_fast_path.py`` checks that on drifted and undrifted days.
+full computation; ``tests/test_drift_fast_path.py`` checks that on drifted and undrifted days.
+
+Any finite value is safe. A served value such as ``annual_income = 1.7e308`` would make every
+range-based computation overflow (Evidently's 10-bin histograms raise ``Too many bins``; the
+Wasserstein distance and the std become ``inf``/``nan``). So before any test or report, the
+finite values of a numerical column are clipped to the *reference's* range widened by
+:data:`CLIP_SPANS` spans (:func:`numeric_bounds`: from its 1st and 99th percentiles, so the
+bounds come from where the reference's data is, never from the extreme values themselves).
+Real data stays inside those bounds and is untouched; an absurd value still counts, at the
+bound, as far-away mass, and the number clipped per column is in ``summary.json``
+(``current_clipped``, ``reference_clipped``). NaN and ±inf are dropped, as Evidently does.
+The fast path and the Evidently report see the same clipped values (:func:`bound_frames`).
 """
 
 from __future__ import annotations
@@ -54,6 +65,13 @@ _LABELS = {WASSERSTEIN: "Wasserstein distance (normed)", JENSEN_SHANNON: "Jensen
 _DEFAULT_THRESHOLDS = {WASSERSTEIN: 0.1, JENSEN_SHANNON: 0.1}
 # np.std(reference) is floored at this, as in Evidently, so a constant column does not divide by zero.
 _MIN_STD = 0.001
+# Finite numerical values are clipped to [q01 - CLIP_SPANS * span, q99 + CLIP_SPANS * span] of the
+# reference (span: see numeric_bounds), far outside any real day's data but finite for every range.
+CLIP_SPANS = 10.0
+_CLIP_QUANTILES = (0.01, 0.99)
+# The largest magnitude ever kept: its square times a million rows is still a finite float64, so
+# std, variance and correlations cannot overflow even on a reference made of absurd values.
+_MAX_ABS = float(np.sqrt(np.finfo(np.float64).max)) / 1e6
 
 
 class ColumnKind(StrEnum):
@@ -97,6 +115,8 @@ class ColumnDrift:
     current_rows: int
     reference_missing_share: float
     current_missing_share: float
+    reference_clipped: int = 0
+    current_clipped: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,6 +181,57 @@ def _missing_share(series: pd.Series) -> float:
     return float(series.isna().mean()) if len(series) else 0.0
 
 
+def numeric_bounds(reference: np.ndarray) -> tuple[float, float]:
+    """The finite range numerical values are clipped to, from the reference's finite values.
+
+    ``span`` is the larger of the 1st-99th percentile range and the percentiles' magnitudes
+    (at least 1), so a constant or tightly clustered column still gets wide bounds.
+    """
+    finite = reference[np.isfinite(reference)]
+    if finite.size == 0:
+        return -_MAX_ABS, _MAX_ABS
+    lo_q, hi_q = (float(q) for q in np.quantile(np.clip(finite, -_MAX_ABS, _MAX_ABS), _CLIP_QUANTILES))
+    span = max(hi_q - lo_q, abs(lo_q), abs(hi_q), 1.0)
+    return max(lo_q - CLIP_SPANS * span, -_MAX_ABS), min(hi_q + CLIP_SPANS * span, _MAX_ABS)
+
+
+def _clip(values: np.ndarray, bounds: tuple[float, float]) -> tuple[np.ndarray, int]:
+    """``values`` (finite) clipped to ``bounds``, and how many were outside."""
+    lo, hi = bounds
+    outside = int(np.count_nonzero((values < lo) | (values > hi)))
+    return (np.clip(values, lo, hi) if outside else values), outside
+
+
+def bound_frames(
+    tests: Sequence[ColumnTest],
+    current: pd.DataFrame,
+    reference: pd.DataFrame,
+    bounds_from: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Copies of the frames as the tests see them, for a report: numerical columns clipped, ±inf as NaN.
+
+    The bounds come from ``bounds_from`` (the full reference when the frames are samples of it),
+    so a sampled report clips exactly where the tests on every row did. Only the columns that
+    change are replaced; the others keep their dtype and bytes.
+    """
+    source = reference if bounds_from is None else bounds_from
+    frames = [current, reference]
+    copied = [False, False]
+    for test in tests:
+        if test.kind != ColumnKind.NUMERICAL or any(test.name not in f.columns for f in (*frames, source)):
+            continue
+        bounds = numeric_bounds(source[test.name].to_numpy(dtype="float64", na_value=np.nan))
+        for i, frame in enumerate(frames):
+            values = frame[test.name].to_numpy(dtype="float64", na_value=np.nan)
+            clipped = np.where(np.isfinite(values), np.clip(values, *bounds), np.nan)
+            if np.array_equal(clipped, values, equal_nan=True):
+                continue
+            if not copied[i]:
+                frames[i], copied[i] = frame.copy(), True
+            frames[i][test.name] = clipped
+    return frames[0], frames[1]
+
+
 def _clean(series: pd.Series, test: ColumnTest, side: str) -> pd.Series:
     if test.kind == ColumnKind.NUMERICAL:
         if not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
@@ -172,7 +243,7 @@ def _clean(series: pd.Series, test: ColumnTest, side: str) -> pd.Series:
     else:
         cleaned = series.dropna()
     if cleaned.empty:
-        raise DriftInputError(f"{side} column {test.name!r} has no non-null values: drift cannot be tested")
+        raise DriftInputError(f"{side} column {test.name!r} has no non-null values (NaN and ±inf do not count): drift cannot be tested")
     return cleaned
 
 
@@ -185,9 +256,19 @@ def column_drift(test: ColumnTest, reference: pd.Series, current: pd.Series) -> 
     ref = _clean(reference, test, "reference")
     cur = _clean(current, test, "current")
     ref_sorted = cur_sorted = None
+    ref_clipped = cur_clipped = 0
     if test.kind == ColumnKind.NUMERICAL:
-        ref_sorted = np.sort(ref.to_numpy(dtype="float64"))
-        cur_sorted = np.sort(cur.to_numpy(dtype="float64"))
+        bounds = numeric_bounds(ref.to_numpy(dtype="float64"))
+        ref_values, ref_clipped = _clip(ref.to_numpy(dtype="float64"), bounds)
+        cur_values, cur_clipped = _clip(cur.to_numpy(dtype="float64"), bounds)
+        if ref_clipped or cur_clipped:
+            log.warning("column %r: %d reference and %d current value(s) outside [%g, %g] clipped to it",
+                        test.name, ref_clipped, cur_clipped, *bounds)
+            # Evidently's small-reference tests below get the same clipped values.
+            ref = pd.Series(ref_values, index=ref.index, name=ref.name)
+            cur = pd.Series(cur_values, index=cur.index, name=cur.name)
+        ref_sorted = np.sort(ref_values)
+        cur_sorted = np.sort(cur_values)
         n_ref, n_cur = _distinct(ref_sorted), _distinct(cur_sorted)
         if max(n_ref, n_cur) > MAX_DISCRETE_VALUES:
             distinct = max(n_ref, n_cur)
@@ -213,6 +294,7 @@ def column_drift(test: ColumnTest, reference: pd.Series, current: pd.Series) -> 
         threshold=float(threshold), score=float(score), drifted=bool(drifted),
         reference_rows=int(len(ref)), current_rows=int(len(cur)),
         reference_missing_share=_missing_share(reference), current_missing_share=_missing_share(current),
+        reference_clipped=ref_clipped, current_clipped=cur_clipped,
     )
 
 

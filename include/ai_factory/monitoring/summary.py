@@ -14,7 +14,8 @@ Top level::
                 drifted_features, key_columns, drifted_key_columns,
                 columns: [{name, role, kind, key, method, method_label, threshold, score, drifted,
                            reference_rows, current_rows, reference_missing_share,
-                           current_missing_share, report_score, report_drifted}]}
+                           current_missing_share, report_score, report_drifted,
+                           reference_clipped, current_clipped}]}
     quality    {available, reason, task, labeled_rows, reference_source,
                 metrics: [{name, reference, current, degradation, max_degradation, relative, breached}]}
     decision   {drift, reason, triggers: [{rule: drift_share|key_column|quality, detail}]}
@@ -78,6 +79,9 @@ class ColumnResult(_Frozen):
     current_missing_share: float
     report_score: float | None = None
     report_drifted: bool | None = None
+    # finite values outside the reference-derived bounds, clipped before testing (see stattests)
+    reference_clipped: int = 0
+    current_clipped: int = 0
 
 
 class DriftSection(_Frozen):

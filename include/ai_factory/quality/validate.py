@@ -3,12 +3,15 @@
 :func:`run_quality_gate` is the whole nightly step for one ``ds``: it is idempotent (a
 re-run gives the same outputs and replaces only that day's partitions) and it never
 loses bytes: a failing partition is moved, byte for byte, into ``quarantine/ds=…`` beside
-its validation result.
+its validation result. Bytes that leave a zone (a landing partition that moved to quarantine,
+a validated day withdrawn because its re-delivery failed, a quarantined day superseded by a
+good re-delivery) are moved to ``archive/<zone>/ds=…/<id>/`` with the reason, never deleted.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
@@ -87,7 +90,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def _failures(result_json: dict[str, Any]) -> tuple[list[Failure], list[Failure]]:
-    critical, warnings = [], []
+    critical: list[Failure] = []
+    warnings: list[Failure] = []
     for r in result_json.get("results", []):
         if r.get("success"):
             continue
@@ -235,15 +239,15 @@ def run_quality_gate(ds: str | date, lake: DataLake | None = None, spec: Dataset
     }
     summary = _jsonable(summary)
     if status == "passed":
-        path = lake.replace_partition(Zone.VALIDATED, day, files)
+        path = lake.replace_partition(Zone.VALIDATED, day, files,
+                                      reason=f"replaced by a re-delivery that passed validation (sha256 {digest})")
         if lake.partition_exists(Zone.QUARANTINE, day):
-            # A fixed file replaced a quarantined one: keep the old bytes, out of the way.
-            old = lake.read_partition_files(Zone.QUARANTINE, day)
-            lake.replace_partition("quarantine/_superseded", day, old)
-            lake.remove_partition(Zone.QUARANTINE, day)
+            # A fixed file replaced a quarantined one: the old bytes and their report go to the archive.
+            lake.remove_partition(Zone.QUARANTINE, day,
+                                  reason=f"superseded: ds={day} passed validation from {source} (sha256 {digest})")
         summary["path"] = lake.url(path)
         summary["report"] = lake.url(lake.partition_path(Zone.REPORTS_QUALITY, day) + "/" + SUMMARY_FILE)
-        lake.write_json(lake.partition_path(Zone.REPORTS_QUALITY, day) + "/" + SUMMARY_FILE, summary)
+        _write_summary(lake, day, summary)
         log.info("ds=%s: passed %d expectations (%d warnings); published %s",
                  day, summary["expectations"]["evaluated"], len(warnings), path)
         for w in warnings:
@@ -259,13 +263,22 @@ def run_quality_gate(ds: str | date, lake: DataLake | None = None, spec: Dataset
     quarantined = dict(files)
     quarantined[RESULT_FILE] = _json_bytes(_stable_result(result))
     quarantined[REASON_FILE] = _json_bytes(_jsonable(reason))
-    lake.replace_partition(Zone.QUARANTINE, day, quarantined)
-    # Only after the bytes are safe in quarantine does the partition leave landing.
+    lake.replace_partition(Zone.QUARANTINE, day, quarantined,
+                           reason=f"replaced by another failing delivery (sha256 {digest})")
+    # Only after the bytes are safe in quarantine does the partition leave landing (to the
+    # archive: quarantine holds a copy, the archive keeps the delivery as it landed).
     if source == Zone.LANDING.value:
-        lake.remove_partition(Zone.LANDING, day)
-    if lake.remove_partition(Zone.VALIDATED, day):
-        log.warning("ds=%s: removed the previously validated partition: today's data for this day failed", day)
-    lake.write_json(lake.partition_path(Zone.REPORTS_QUALITY, day) + "/" + SUMMARY_FILE, summary)
+        lake.remove_partition(Zone.LANDING, day, reason=f"failed validation; quarantined to {qpath}")
+    withdrawn = lake.archive_partition(
+        Zone.VALIDATED, day,
+        reason=f"withdrawn: a re-delivery of this day failed validation (sha256 {digest}); see {qpath}/{REASON_FILE}",
+    )
+    if withdrawn is not None:
+        summary["withdrawn_validated"] = lake.url(withdrawn.path)
+        log.warning("ds=%s: the previously validated partition is withdrawn (today's data for this day failed); "
+                    "its bytes are kept in %s; restore with `ai-factory data restore --zone validated --ds %s`",
+                    day, withdrawn.path, day)
+    _write_summary(lake, day, summary)
     cols = sorted({f.column for f in critical if f.column})
     message = (
         f"data quality failed for ds={day} ({len(df)} rows, {len(critical)} critical expectation(s) failed"
@@ -274,6 +287,13 @@ def run_quality_gate(ds: str | date, lake: DataLake | None = None, spec: Dataset
     )
     log.error(message)
     raise QualityGateFailed(message, summary)
+
+
+def _write_summary(lake: DataLake, day: date, summary: dict[str, Any]) -> None:
+    """The day's report partition; a different earlier summary (say, ``passed`` before a bad re-delivery) is archived."""
+    data = json.dumps(summary, indent=2, sort_keys=True, default=str).encode()
+    lake.replace_partition(Zone.REPORTS_QUALITY, day, {SUMMARY_FILE: data},
+                           reason=f"replaced by the validation of ds={day} with status {summary['status']}")
 
 
 def _reasons(critical: list[Failure], read_error: str | None, limit: int = 10) -> list[str]:
@@ -289,6 +309,4 @@ def _reasons(critical: list[Failure], read_error: str | None, limit: int = 10) -
 
 
 def _json_bytes(payload: Any) -> bytes:
-    import json
-
     return json.dumps(payload, indent=2, sort_keys=True).encode()
