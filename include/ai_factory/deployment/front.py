@@ -14,16 +14,28 @@ as a fallback, whenever the file's mtime changes (checked every second).
 
 Responses carry ``X-AI-Factory-Backend: <version>``. When no backend is configured or the
 backend refuses the connection, the front answers 503 with a JSON reason (never a hang).
+
+``GET /_front/status`` answers everyone with the served version only; pids, ports, log paths
+and in-flight counts need ``Authorization: Bearer <token>``, the token being the content of
+``--token-file`` (0600, readable by the owner of the serving folder only).
+
+The front also supervises the live backend: a thread checks its server process every
+``--check-interval`` seconds and, when it has died, starts the same Bento again and switches
+to it (:meth:`ai_factory.deployment.local.LocalTarget.revive_active`), retrying with backoff
+(1, 2, 4 .. 60 s) if the start fails. Until then requests get the 503 above.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hmac
 import json
 import logging
+import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +47,10 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy
 
 
 class Front:
-    def __init__(self, state_file: Path, timeout: float = 30.0) -> None:
+    def __init__(self, state_file: Path, timeout: float = 30.0, token: str | None = None) -> None:
         self.state_file = state_file
         self.timeout = timeout
+        self.token = token
         self.backend: dict[str, Any] | None = None
         self.generation = 0
         self.inflight: dict[int, int] = {}
@@ -69,10 +82,18 @@ class Front:
             except OSError:
                 continue
 
+    def authorized(self, header: str) -> bool:
+        if not self.token:
+            return False
+        return hmac.compare_digest(header.encode(), f"Bearer {self.token}".encode())
+
     async def handle(self, request: Any) -> Any:
         from aiohttp import ClientError, web
 
         if request.path == STATUS_PATH:
+            if not self.authorized(request.headers.get("Authorization", "")):
+                return web.json_response({"status": "ok", "version": (self.backend or {}).get("version"),
+                                          "generation": self.generation})
             return web.json_response({"backend": self.backend, "generation": self.generation,
                                       "inflight": {str(k): v for k, v in self.inflight.items()},
                                       "served": self.served, "failed": self.failed})
@@ -127,12 +148,46 @@ class Front:
         await self._session.close()
 
 
+def supervise(state_file: Path, host: str, port: int, interval: float, ready_timeout: float,
+              stop: threading.Event) -> None:
+    """Revive the live backend whenever its server process is gone (runs in a thread of the front)."""
+    from ai_factory.deployment.local import LocalTarget, pid_alive
+
+    bentoml_home = os.environ.get("BENTOML_HOME")
+    target = LocalTarget(home=state_file.parent, host=host, port=port, ready_timeout=ready_timeout,
+                         bentoml_home=Path(bentoml_home) if bentoml_home else None)
+    failures = 0
+    while not stop.wait(interval if failures == 0 else min(60.0, 2.0 ** failures)):
+        try:
+            active = target.read_state().get("active")
+        except ValueError as exc:
+            log.error("front supervisor: cannot read %s: %s", state_file, exc)
+            continue
+        if not active or pid_alive(active.get("pid")):
+            failures = 0
+            continue
+        try:
+            backend = target.revive_active(reason="front supervisor")
+        except Exception as exc:  # noqa: BLE001 - any failure to start is retried with backoff, and said
+            failures += 1
+            log.error("front supervisor: could not restart %s (attempt %d, next in %.0fs): %s",
+                      active.get("version"), failures, min(60.0, 2.0 ** failures), exc)
+            continue
+        failures = 0
+        if backend:
+            log.warning("front supervisor: %s serves again on port %d", backend["version"], backend["port"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ai-factory-front", description=__doc__.splitlines()[0])
     parser.add_argument("--state", required=True, type=Path)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--token-file", type=Path, help="0600 file holding the token that /_front/status asks for")
+    parser.add_argument("--check-interval", type=float, default=0.5,
+                        help="seconds between checks of the live backend's server process (0: do not supervise)")
+    parser.add_argument("--ready-timeout", type=float, default=120.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -142,7 +197,16 @@ def main(argv: list[str] | None = None) -> int:
         uvloop.install()
     except ImportError:
         log.debug("uvloop not installed; using the default asyncio loop")
-    asyncio.run(Front(args.state, timeout=args.timeout).run(args.host, args.port))
+    token = args.token_file.read_text().strip() if args.token_file else None
+    stop = threading.Event()
+    if args.check_interval > 0:
+        threading.Thread(target=supervise, name="supervisor", daemon=True,
+                         args=(args.state, args.host, args.port, args.check_interval, args.ready_timeout,
+                               stop)).start()
+    try:
+        asyncio.run(Front(args.state, timeout=args.timeout, token=token).run(args.host, args.port))
+    finally:
+        stop.set()
     return 0
 
 
