@@ -262,6 +262,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ai_factory.settings import get_settings
     from ai_factory.storage import DataLake
 
+    _stop_on_signals()  # SIGTERM stops the stack and the model server as Ctrl-C does
     repo = get_settings().home
     layout = LocalLayout(Path(args.state_dir or repo / ".demo"))
     if layout.root.exists() and not args.keep:

@@ -197,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         uvloop.install()
     except ImportError:
         log.debug("uvloop not installed; using the default asyncio loop")
+    from ai_factory.deployment.local import drop_leader_mark
+
+    drop_leader_mark()  # the backends this front starts get a leader mark of their own
     token = args.token_file.read_text().strip() if args.token_file else None
     stop = threading.Event()
     if args.check_interval > 0:

@@ -58,8 +58,11 @@ log = logging.getLogger(__name__)
 
 MARK_HOME = "AI_FACTORY_SERVING_HOME"
 MARK_PROC = "AI_FACTORY_SERVING_PROC"
-# The command-line module of each kind of leader process, to tell a leader from its workers.
-LEADER_MODULES = ("ai_factory.serving.launch", "ai_factory.deployment.front")
+# Given to the leader (arbiter or front) only: it drops the variable from its own environment
+# at start (``drop_leader_mark``), so its workers do not inherit it, while ``/proc/<pid>/environ``
+# (the environment it was started with) keeps it. The command line cannot tell: circus renames
+# its process to ``circusd``.
+MARK_LEADER = "AI_FACTORY_SERVING_LEADER"
 
 
 class DeploymentError(RuntimeError):
@@ -88,7 +91,17 @@ def pid_alive(pid: int | None) -> bool:
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return False
-    return True
+    # A zombie of another parent (the process that started a backend and never waits for it,
+    # e.g. `ai-factory up`) is dead too: the front's supervisor must see it so.
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
@@ -148,19 +161,23 @@ def marked_processes(home: Path) -> dict[str, list[tuple[int, bool]]]:
                 env = fh.read().split(b"\0")
             with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
                 cmdline = fh.read().split(b"\0")
-            with open(f"/proc/{entry.name}/stat", "rb") as fh:
-                if fh.read().rsplit(b")", 1)[1].split()[0] == b"Z":
-                    continue  # a zombie holds nothing; its parent reaps it
-        except (OSError, IndexError):
+        except OSError:
             continue
+        if _is_zombie(int(entry.name)):
+            continue  # a zombie holds nothing; its parent reaps it
         if want not in env:
             continue
         proc_id = next((e.split(b"=", 1)[1].decode() for e in env if e.startswith(MARK_PROC.encode() + b"=")), "")
-        # The leader runs ``python -m <module>``; its log writer (``-m ...logpipe ... -- <the command>``)
-        # and the workers do not.
-        leader = len(cmdline) > 2 and cmdline[1] == b"-m" and cmdline[2].decode() in LEADER_MODULES
+        # The log writer, forked from the leader before it ran its command, has the leader's environment.
+        writer = len(cmdline) > 2 and cmdline[1:3] == [b"-m", b"ai_factory.orchestration.logpipe"]
+        leader = f"{MARK_LEADER}=1".encode() in env and not writer
         out.setdefault(proc_id, []).append((int(entry.name), leader))
     return out
+
+
+def drop_leader_mark() -> None:
+    """Called first thing by a leader process: its children are workers, not leaders."""
+    os.environ.pop(MARK_LEADER, None)
 
 
 def kill_pids(pids: list[int], grace: float = 5.0) -> None:
@@ -274,6 +291,7 @@ class LocalTarget:
         env = dict(os.environ)
         env[MARK_HOME] = str(self.home.resolve())
         env[MARK_PROC] = proc_id
+        env[MARK_LEADER] = "1"
         if self.bentoml_home is not None:
             env["BENTOML_HOME"] = str(self.bentoml_home)
         env.setdefault("BENTOML_DO_NOT_TRACK", "true")

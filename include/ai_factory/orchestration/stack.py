@@ -248,6 +248,7 @@ class AirflowStack:
             # a short wait first lets the log writer drain the component's last lines.
             self._clear_group(proc.pid, grace=2.0)
             proc.wait(timeout=10)
+            log.info("stopped airflow %s (pid %d, exit %s)", comp, proc.pid, proc.returncode)
         self.procs.clear()
 
     def __enter__(self) -> AirflowStack:

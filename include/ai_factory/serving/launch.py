@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     from bentoml_cli.cli import cli
 
     os.umask(0o077)
+    # The API workers must not look like leaders to the orphan reaper (deployment/local.py).
+    os.environ.pop("AI_FACTORY_SERVING_LEADER", None)
     private_circus(args.control_dir)
     args.metrics_dir.mkdir(parents=True, exist_ok=True)
     BentoMLContainer.prometheus_multiproc_dir.set(str(args.metrics_dir.resolve()))
