@@ -201,7 +201,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     layout = LocalLayout(private_dir(Path(args.state_dir or repo / ".local")))
     end = date.today()
     start = end - timedelta(days=args.days - 1)
-    layout.export(start.isoformat())
+    # A warm standby server: the model address answers again within a second when a server dies.
+    layout.export(start.isoformat(), AI_FACTORY_SERVE_STANDBY=os.environ.get("AI_FACTORY_SERVE_STANDBY") or "true")
     lake = DataLake(str(layout.data_root))
     for day in date_range(start, end):
         if not any(lake.partition_exists(z, day) for z in (Zone.LANDING, Zone.VALIDATED, Zone.QUARANTINE)):

@@ -120,6 +120,8 @@ class Settings:
     # Size cap and rotated copies of every log file the project's processes write.
     log_max_bytes: int = 50 * 1024 * 1024
     log_backups: int = 5
+    # A warm second server of the live version (local target), switched to when the live one dies.
+    serve_standby: bool = False
     # Where `ai-factory up` records its state folders, for later CLI calls in a plain shell.
     stack_file: Path = _REPO_GUESS / ".local" / "stack.json"
 
@@ -182,6 +184,7 @@ def _load() -> Settings:
         drift_config=Path(_env("AI_FACTORY_DRIFT_CONFIG", str(PACKAGE_DIR / "config" / "drift.yaml"))),
         log_max_bytes=_env_int("AI_FACTORY_LOG_MAX_BYTES", 50 * 1024 * 1024),
         log_backups=_env_int("AI_FACTORY_LOG_BACKUPS", 5),
+        serve_standby=_env("AI_FACTORY_SERVE_STANDBY", "false").lower() in ("1", "true", "yes"),
         stack_file=Path(_env("AI_FACTORY_STACK_FILE", str(home / ".local" / "stack.json"))),
     )
 

@@ -9,7 +9,9 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -165,16 +167,43 @@ def _gone(pids: list[int], timeout: float = 15.0) -> bool:
 
 
 @pytest.mark.faults
-@pytest.mark.parametrize("victims", ["all", "arbiter"])
-def test_kill_9_of_the_backend_the_front_restarts_it_and_no_worker_outlives_it(local_env, victims):
-    """``all``: the backend's every process dies (OOM killer); ``arbiter``: only circusd, its workers go on."""
+@pytest.mark.parametrize(("victims", "standby"), [("all", True), ("arbiter", False)])
+def test_kill_9_of_the_backend_the_front_restarts_it_and_no_worker_outlives_it(local_env, victims, standby):
+    """``all``: the backend's every process dies (OOM killer), a warm standby takes over; ``arbiter``: only
+    circusd dies, its workers go on serving unseen, and without a standby the same Bento starts cold."""
     store, target = local_env
+    target = LocalTarget(home=target.home, host=target.host, port=target.port, bentoml_home=target.bentoml_home,
+                         standby=standby)
     a = store.versions["a"]
     backend = _serve(target, a)
+    if standby:
+        deadline = time.monotonic() + 120
+        while not LocalTarget._matches(target.read_state().get("standby"), target.active()):
+            assert time.monotonic() < deadline, "no standby became ready"
+            time.sleep(0.5)
     old_id = f"{a}-{backend['port']}"
     old = [p for p, _ in marked_processes(target.home)[old_id]]
     assert len(old) >= 3, old  # the arbiter, its log writer and the API workers
 
+    # A client sending one request after another through the stable address meanwhile.
+    results: list[int] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            req = urllib.request.Request(f"{target.url}/model_info", data=b"{}", method="POST",
+                                         headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    results.append(resp.status)
+            except urllib.error.HTTPError as exc:
+                results.append(exc.code)
+            except OSError:
+                results.append(0)
+
+    load = threading.Thread(target=client, daemon=True)
+    load.start()
+    time.sleep(0.5)
     for pid in (old if victims == "all" else [backend["pid"]]):
         os.kill(pid, signal.SIGKILL)
     t0 = time.monotonic()
@@ -188,14 +217,21 @@ def test_kill_9_of_the_backend_the_front_restarts_it_and_no_worker_outlives_it(l
         assert time.monotonic() - t0 < 90, "the stable address was not served by a new backend within 90 s"
         time.sleep(0.1)
     recovered = time.monotonic() - t0
-    print(f"\nkill -9 of the backend ({victims}): served by a new backend after {recovered:.1f}s "
-          f"(first failed probe at {down:.1f}s)")
+    time.sleep(0.5)
+    stop.set()
+    load.join(timeout=60)
+    failed = sum(1 for code in results if code != 200)
+    print(f"\nkill -9 of the backend ({victims}, standby {standby}): served by a new backend after "
+          f"{recovered:.1f}s (first failed probe at {down:.1f}s); client requests meanwhile: {len(results)}, "
+          f"failed {failed}")
 
     assert _served_version(target.url) == a
     active = target.active()
     assert pid_alive(active["pid"])
     assert _gone(old), f"processes of the killed backend still run: {[p for p in old if pid_alive(p)]}"
-    assert list(_leaders(target)) == [f"{a}-{active['port']}"]
+    leaders = _leaders(target)
+    assert f"{a}-{active['port']}" in leaders and old_id not in leaders
+    assert len(leaders) <= 2  # the live server and, with a standby, the next standby
     assert "front supervisor" in target.read_state()["history"][-1]["reason"]
 
 

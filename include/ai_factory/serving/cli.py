@@ -70,7 +70,8 @@ def cmd_serve_status(args: argparse.Namespace) -> int:
     active = state.get("active") or {}
     procs = marked_processes(target.home)
     _emit({"url": target.url, "serving_home": str(target.home), "front": target.front_status(), "active": active,
-           "active_alive": pid_alive(active.get("pid")), "candidates": state.get("candidates"),
+           "active_alive": pid_alive(active.get("pid")), "standby": state.get("standby"),
+           "candidates": state.get("candidates"),
            "orphans": {k: [pid for pid, _ in v] for k, v in procs.items() if not any(lead for _, lead in v)},
            "history": (state.get("history") or [])[-5:]})
     return 0
