@@ -353,7 +353,8 @@ class LocalTarget:
         cmd = [sys.executable, "-m", "ai_factory.serving.launch", "--metrics-dir", str(metrics_dir),
                "serve", bento, "--host", "127.0.0.1", "--port", str(port)]
         proc = self._spawn(f"{version}-{port}", cmd, log_path)
-        backend = {"version": version, "bento": bento, "port": port, "pid": proc.pid, "log": str(log_path),
+        backend: dict[str, Any] = {"version": version, "bento": bento, "port": port, "pid": proc.pid,
+                                   "log": str(log_path),
                    "metrics_dir": str(metrics_dir), "url": f"http://127.0.0.1:{port}", "started_at": datetime.now(UTC).isoformat()}
         log.info("started %s for %s on port %d (pid %d), log %s", bento, version, port, proc.pid, log_path)
         with self._locked() as state:
@@ -385,8 +386,9 @@ class LocalTarget:
 
     # -- front ---------------------------------------------------------------------------------------
     def front_status(self) -> dict[str, Any] | None:
-        req = urllib.request.Request(f"{self.url}/_front/status",
-                                     headers={"Authorization": f"Bearer {self.token()}"})
+        # Read, not created here: `serve status` on a machine with no front writes nothing.
+        token = self.token_file.read_text().strip() if self.token_file.exists() else ""
+        req = urllib.request.Request(f"{self.url}/_front/status", headers={"Authorization": f"Bearer {token}"})
         try:
             with urllib.request.urlopen(req, timeout=2) as resp:
                 return json.loads(resp.read()) if resp.status == 200 else None
@@ -548,7 +550,8 @@ class LocalTarget:
                     return None
                 self.reap(f"{dead['version']}-{dead['port']}")
                 shutil.rmtree(self.home / "metrics" / f"{dead['version']}-{dead['port']}", ignore_errors=True)
-                if self._matches(standby, dead):
+                backend: dict[str, Any]
+                if standby is not None and self._matches(standby, dead):
                     log.warning("the server of %s (pid %s, port %s) is gone; switching to its standby on port %s "
                                 "(%s)", dead["version"], dead.get("pid"), dead.get("port"), standby["port"], reason)
                     with self._locked() as st:
