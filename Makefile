@@ -80,5 +80,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# Refuses while `ai-factory up` runs (its pid is in .local/stack.json): stop it first (Ctrl-C or kill <pid>).
 clean:
+	@pid=$$(sed -n 's/.*"pid": \([0-9]*\).*/\1/p' .local/stack.json 2>/dev/null); \
+	if [ -n "$$pid" ] && kill -0 "$$pid" 2>/dev/null && tr '\0' ' ' < /proc/$$pid/cmdline | grep -q " up"; then \
+		echo "!! ai-factory up is running (pid $$pid): stop it first (Ctrl-C, or kill $$pid)"; exit 1; fi
 	rm -rf .airflow .data .bentoml .local .demo

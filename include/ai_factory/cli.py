@@ -213,31 +213,81 @@ def _register_quality(sub: argparse._SubParsersAction) -> None:
 
 
 # -- up / demo ------------------------------------------------------------------------
-def cmd_up(args: argparse.Namespace) -> int:
-    """Seed the demo data and run Airflow with the DAGs unpaused until Ctrl-C."""
+class StopRequested(BaseException):
+    """SIGTERM/SIGINT/SIGHUP reached ``ai-factory up``: unwind and stop everything (as Ctrl-C does)."""
+
+
+def _stop_on_signals() -> None:
+    """Turn SIGTERM, SIGINT and SIGHUP into :class:`StopRequested` in the main thread.
+
+    Without this, SIGTERM (``kill``, systemd, a container stop) and SIGHUP (a closed terminal)
+    end the process at once, and the detached stack keeps running with nobody watching it. A
+    signal the parent set to ignored stays ignored (``nohup`` ignores SIGHUP, a shell's
+    background job SIGINT): SIGTERM always works.
+    """
     import signal
 
+    def handler(signum: int, frame: object) -> None:
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # the first one wins; stop in peace
+            signal.signal(s, signal.SIG_IGN)
+        raise StopRequested(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        if sig == signal.SIGTERM or signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, handler)
+
+
+def _watch_serving(serving: Any, backoff: dict[str, float]) -> list[str]:
+    """Restart the serving front if it died (it supervises the model backends itself)."""
+    import time
+
+    from ai_factory.deployment.local import DeploymentError, pid_alive
+
+    front = serving.read_state().get("front")
+    if not front or pid_alive(front.get("pid")) or time.monotonic() < backoff.get("next", 0.0):
+        return []
+    try:
+        new = serving.ensure_front()
+    except (DeploymentError, OSError) as exc:
+        backoff["delay"] = min(60.0, backoff.get("delay", 0.5) * 2)
+        backoff["next"] = time.monotonic() + backoff["delay"]
+        return [f"serving front (pid {front.get('pid')}) is gone and did not restart: {exc}; "
+                f"next try in {backoff['delay']:.0f}s"]
+    backoff.clear()
+    return [f"serving front (pid {front.get('pid')}) was gone; restarted (pid {new.get('pid')})"]
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Seed the demo data, run Airflow and the model server, and keep them running until stopped."""
+    import time
+
     from ai_factory.data.generate import date_range, write_day
-    from ai_factory.orchestration.local import LocalLayout, local_stack
+    from ai_factory.orchestration.local import LocalLayout, local_stack, record_stack
+    from ai_factory.orchestration.private import PRIVATE_UMASK, private_dir
     from ai_factory.settings import get_settings
     from ai_factory.storage import DataLake, Zone
 
+    os.umask(PRIVATE_UMASK)  # the metadata DB, secrets, logs and data: readable by this user only
+    _stop_on_signals()
     repo = get_settings().home
-    layout = LocalLayout(Path(args.state_dir or repo / ".local"))
+    layout = LocalLayout(private_dir(Path(args.state_dir or repo / ".local")))
     end = date.today()
     start = end - timedelta(days=args.days - 1)
-    layout.export(start.isoformat())
+    # A warm standby server: the model address answers again within a second when a server dies.
+    layout.export(start.isoformat(), AI_FACTORY_SERVE_STANDBY=os.environ.get("AI_FACTORY_SERVE_STANDBY") or "true")
     lake = DataLake(str(layout.data_root))
     for day in date_range(start, end):
         if not any(lake.partition_exists(z, day) for z in (Zone.LANDING, Zone.VALIDATED, Zone.QUARANTINE)):
             write_day(lake, day, args.rows)
-    stack = local_stack(layout, repo, port=args.port, paused=False)
-    stack.migrate()
-    stack.start()
+    stack = local_stack(layout, repo, port=args.port, paused=args.paused)
     from ai_factory.deployment.local import DeploymentError, LocalTarget
 
     serving = LocalTarget.from_settings()
+    record_stack(layout, stack.url, serving.port)
+    reason = "stopped"
     try:
+        stack.migrate()
+        stack.start()
         stack.wait_ready(timeout=300)
         try:  # a champion from an earlier session is served again at once; new ones arrive via the DAGs
             from ai_factory.serving.cli import cmd_serve_ensure
@@ -250,13 +300,24 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"\n  UI:       {stack.url}\n  login:    {stack.admin_user} / "
             f"{stack.admin_password}\n  data:     {layout.data_root}\n  days:     {start} .. {end} "
             f"(DAG start date {start}; the scheduler runs each complete day)\n  logs:     "
-            f"{layout.airflow_home / 'logs'}\n  Ctrl-C stops every process.\n\n"
+            f"{layout.airflow_home / 'logs'}\n  Ctrl-C (or SIGTERM) stops every process; a component that "
+            f"dies is restarted.\n\n"
         )
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        sys.stderr.flush()
+        backoff: dict[str, float] = {}
+        while True:
+            for line in [*stack.supervise(), *_watch_serving(serving, backoff)]:
+                sys.stderr.write(f"  supervisor: {line}\n")
+                sys.stderr.flush()
+            time.sleep(1.0)
+    except (StopRequested, KeyboardInterrupt) as exc:
+        reason = f"{type(exc).__name__} {exc}".strip()
     finally:
-        sys.stderr.write("stopping Airflow and the model server...\n")
-        stack.stop()
+        sys.stderr.write(f"stopping Airflow and the model server ({reason})...\n")
+        sys.stderr.flush()
         serving.stop_all()
+        stack.stop()
+        sys.stderr.write("stopped.\n")
     return 0
 
 
@@ -274,6 +335,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ai_factory.settings import get_settings
     from ai_factory.storage import DataLake
 
+    _stop_on_signals()  # SIGTERM stops the stack and the model server as Ctrl-C does
     repo = get_settings().home
     layout = LocalLayout(Path(args.state_dir or repo / ".demo"))
     if layout.root.exists() and not args.keep:
@@ -312,6 +374,7 @@ def _register_up_demo(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--rows", type=int, default=3000)
     up.add_argument("--port", type=int, default=int(os.environ.get("AI_FACTORY_UI_PORT", "8080")))
     up.add_argument("--state-dir", help="where Airflow, data and models live (default: .local/)")
+    up.add_argument("--paused", action="store_true", help="keep the DAGs paused (unpause them in the UI)")
     up.set_defaults(func=cmd_up)
     demo = sub.add_parser("demo", help="run the pipeline headless through the real scheduler and print its story")
     demo.add_argument("--days", type=int, default=10)

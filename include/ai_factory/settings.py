@@ -117,6 +117,13 @@ class Settings:
     train_workers: int = 2
     # Drift monitoring rules, reference and report options (YAML; see monitoring/config.py).
     drift_config: Path = PACKAGE_DIR / "config" / "drift.yaml"
+    # Size cap and rotated copies of every log file the project's processes write.
+    log_max_bytes: int = 50 * 1024 * 1024
+    log_backups: int = 5
+    # A warm second server of the live version (local target), switched to when the live one dies.
+    serve_standby: bool = False
+    # Where `ai-factory up` records its state folders, for later CLI calls in a plain shell.
+    stack_file: Path = _REPO_GUESS / ".local" / "stack.json"
 
     @property
     def start_datetime(self) -> datetime:
@@ -175,6 +182,10 @@ def _load() -> Settings:
         train_trials=_env_int("AI_FACTORY_TRAIN_TRIALS", 20),
         train_workers=_env_int("AI_FACTORY_TRAIN_WORKERS", 2),
         drift_config=Path(_env("AI_FACTORY_DRIFT_CONFIG", str(PACKAGE_DIR / "config" / "drift.yaml"))),
+        log_max_bytes=_env_int("AI_FACTORY_LOG_MAX_BYTES", 50 * 1024 * 1024),
+        log_backups=_env_int("AI_FACTORY_LOG_BACKUPS", 5),
+        serve_standby=_env("AI_FACTORY_SERVE_STANDBY", "false").lower() in ("1", "true", "yes"),
+        stack_file=Path(_env("AI_FACTORY_STACK_FILE", str(home / ".local" / "stack.json"))),
     )
 
 

@@ -2,6 +2,11 @@
 
 ``ai-factory up`` (``make up``) and ``ai-factory demo`` (``make demo``) both build their
 Airflow stack here, so the UI and the headless demo run the same configuration.
+
+``ai-factory up`` records where its state lives in ``<repo>/.local/stack.json`` (0600;
+``AI_FACTORY_STACK_FILE`` moves it): a
+later ``ai-factory serve status|ensure|stop`` in a plain shell (no ``BENTOML_HOME`` or
+``AI_FACTORY_DATA_ROOT`` set) reads it and looks at that stack, not at ``<repo>/.bentoml``.
 """
 
 from __future__ import annotations
@@ -11,8 +16,11 @@ import logging
 import os
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from ai_factory.orchestration.private import write_private
 from ai_factory.orchestration.stack import AirflowStack
 
 log = logging.getLogger(__name__)
@@ -61,14 +69,54 @@ def admin_password(home: Path) -> str:
     f = home / "ui-login.json"
     if f.exists():
         return str(json.loads(f.read_text())["password"])
-    home.mkdir(parents=True, exist_ok=True)
     password = secrets.token_urlsafe(9)
-    f.write_text(json.dumps({"username": "admin", "password": password}))
-    f.chmod(0o600)
+    write_private(f, json.dumps({"username": "admin", "password": password}))
     return password
 
 
+# Set in the environment, these say which stack a command means: the record is then not used.
+STACK_ENV = ("BENTOML_HOME", "AI_FACTORY_DATA_ROOT")
+
+
+def record_stack(layout: LocalLayout, ui_url: str, serve_port: int) -> Path:
+    """Write the stack file (``<repo>/.local/stack.json``): where the stack ``ai-factory up`` runs keeps its state."""
+    from ai_factory.settings import get_settings
+
+    return write_private(get_settings().stack_file, json.dumps({
+        "state_dir": str(layout.root), "airflow_home": str(layout.airflow_home),
+        "data_root": str(layout.data_root), "model_store": str(layout.model_store),
+        "serve_port": serve_port, "ui_url": ui_url, "pid": os.getpid(),
+        "started_at": datetime.now(UTC).isoformat()}, indent=2))
+
+
+def adopt_running_stack() -> dict[str, Any] | None:
+    """Point this process at the stack recorded by ``ai-factory up`` unless the environment names one.
+
+    Returns the record (with its ``file``) when it was used.
+    """
+    from ai_factory.settings import get_settings, reset_settings
+
+    if any(os.environ.get(k) for k in STACK_ENV):
+        return None
+    f = get_settings().stack_file
+    try:
+        record = json.loads(f.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring %s (%s); delete it or run `ai-factory up` again", f, exc)
+        return None
+    os.environ["BENTOML_HOME"] = record["model_store"]
+    os.environ["AI_FACTORY_DATA_ROOT"] = record["data_root"]
+    os.environ.setdefault("AI_FACTORY_SERVE_PORT", str(record["serve_port"]))
+    reset_settings()
+    return {**record, "file": str(f)}
+
+
 def local_stack(layout: LocalLayout, repo: Path, port: int, paused: bool) -> AirflowStack:
+    from ai_factory.settings import get_settings
+
+    settings = get_settings()
     return AirflowStack(
         home=layout.airflow_home,
         dags_folder=repo / "dags",
@@ -77,4 +125,6 @@ def local_stack(layout: LocalLayout, repo: Path, port: int, paused: bool) -> Air
         port=port,
         admin_password=admin_password(layout.airflow_home),
         paused_at_creation=paused,
+        log_max_bytes=settings.log_max_bytes,
+        log_backups=settings.log_backups,
     )

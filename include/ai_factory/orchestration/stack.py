@@ -1,9 +1,17 @@
 """Run Airflow's own processes (api-server, scheduler, dag-processor, triggerer) for this project.
 
-Used by ``make up`` (scripts/up.py), ``make demo`` and the end-to-end tests, so all three
+Used by ``make up`` (``ai-factory up``), ``make demo`` and the end-to-end tests, so all three
 run the real scheduler the same way. Each component runs in its own process group and
-logs to ``<airflow_home>/logs/<component>.log``; :meth:`AirflowStack.stop` terminates the
-groups (``airflow standalone`` leaves children behind on Ctrl-C; this does not).
+logs to ``<airflow_home>/logs/<component>.log`` (size-capped and rotated, see
+:mod:`ai_factory.orchestration.logpipe`); :meth:`AirflowStack.stop` terminates the groups
+(``airflow standalone`` leaves children behind on Ctrl-C; this does not), and
+:meth:`AirflowStack.supervise` restarts a component that died, with backoff, after clearing
+what its dead group left behind (an orphaned task supervisor, a port it held).
+
+Secrets (the JWT signing secret, the admin password file, the SQLite metadata DB) are 0600
+in a 0700 home, created so. The scheduler and triggerer run with ``--skip-serve-logs``:
+Airflow 3.3's log server binds every interface (``host=""``, no setting to change it) and
+on one machine the api-server reads the task log files directly, so nothing needs it.
 """
 
 from __future__ import annotations
@@ -23,9 +31,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ai_factory.orchestration import logpipe
+from ai_factory.orchestration.private import PRIVATE_UMASK, private_dir, tighten, write_private
+
 log = logging.getLogger(__name__)
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# Components whose own log server (0.0.0.0, see the module doc) is not started.
+SKIP_SERVE_LOGS = ("scheduler", "triggerer")
+# Restart backoff: 1 s, 2 s, 4 s ... up to this; reset once a component has run this long.
+BACKOFF_MAX_S = 60.0
+STABLE_AFTER_S = 60.0
 
 
 def free_port() -> int:
@@ -49,7 +65,12 @@ class AirflowStack:
     parallelism: int = 4
     extra_env: dict[str, str] = field(default_factory=dict)
     components: tuple[str, ...] = COMPONENTS
+    log_max_bytes: int = logpipe.DEFAULT_MAX_BYTES
+    log_backups: int = logpipe.DEFAULT_BACKUPS
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
+    restarts: dict[str, int] = field(default_factory=dict, init=False)
+    _next_start: dict[str, float] = field(default_factory=dict, init=False)
+    _started_at: dict[str, float] = field(default_factory=dict, init=False)
 
     @property
     def url(self) -> str:
@@ -59,18 +80,24 @@ class AirflowStack:
         """A free port for ``name``, chosen once per stack and remembered in its home."""
         f = self.home / f".port-{name}"
         if not f.exists():
-            f.write_text(str(free_port()))
+            write_private(f, str(free_port()))
         return int(f.read_text())
+
+    def secret_files(self) -> list[Path]:
+        """The files of this home that hold secrets (0600)."""
+        return [self.home / ".stack-secret", self.home / "simple_auth_manager_passwords.json",
+                self.home / "airflow.db", self.home / "ui-login.json"]
 
     def env(self) -> dict[str, str]:
         """The environment every Airflow process (and CLI call) of this stack gets."""
-        self.home.mkdir(parents=True, exist_ok=True)
+        private_dir(self.home)
+        tighten(self.secret_files())
         secret_file = self.home / ".stack-secret"
         if not secret_file.exists():
-            secret_file.write_text(secrets.token_urlsafe(32))
+            write_private(secret_file, secrets.token_urlsafe(32))
         secret = secret_file.read_text().strip()
         pw_file = self.home / "simple_auth_manager_passwords.json"
-        pw_file.write_text(json.dumps({self.admin_user: self.admin_password}))
+        write_private(pw_file, json.dumps({self.admin_user: self.admin_password}))
         env = dict(os.environ)
         env.update({
             "AIRFLOW_HOME": str(self.home),
@@ -104,7 +131,7 @@ class AirflowStack:
     def airflow(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """Run an ``airflow`` CLI command against this stack."""
         return subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env(), check=check,
-                              capture_output=True, text=True, timeout=timeout)
+                              capture_output=True, text=True, timeout=timeout, umask=PRIVATE_UMASK)
 
     def migrate(self) -> None:
         log.info("migrating the Airflow metadata DB at %s", self.db_url.split("@")[-1])
@@ -113,17 +140,70 @@ class AirflowStack:
             raise RuntimeError(f"airflow db migrate failed:\n{proc.stderr[-4000:]}")
 
     def start(self) -> None:
-        logs = self.home / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
         env = self.env()
         for comp in self.components:
-            args = [sys.executable, "-m", "airflow", comp]
-            if comp == "api-server":
-                args += ["--port", str(self.port), "--host", "127.0.0.1"]
-            out = open(logs / f"{comp}.log", "ab")  # noqa: SIM115 - owned by the child for its lifetime
-            self.procs[comp] = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                                start_new_session=True)
-            log.info("started airflow %s (pid %d), log %s", comp, self.procs[comp].pid, logs / f"{comp}.log")
+            self._spawn(comp, env)
+
+    def _spawn(self, comp: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        logs = private_dir(self.home / "logs")
+        args = [sys.executable, "-m", "airflow", comp]
+        if comp == "api-server":
+            args += ["--port", str(self.port), "--host", "127.0.0.1"]
+        if comp in SKIP_SERVE_LOGS:
+            args.append("--skip-serve-logs")
+        cmd = logpipe.command(logs / f"{comp}.log", args, self.log_max_bytes, self.log_backups)
+        proc = subprocess.Popen(cmd, env=env or self.env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True, umask=PRIVATE_UMASK)
+        self.procs[comp] = proc
+        self._started_at[comp] = time.monotonic()
+        log.info("started airflow %s (pid %d), log %s", comp, proc.pid, logs / f"{comp}.log")
+        return proc
+
+    @staticmethod
+    def _clear_group(pgid: int, grace: float = 5.0) -> None:
+        """Stop what a dead component's process group still holds (task runners, a log-server port)."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(pgid, 0)
+                except ProcessLookupError:
+                    return
+                time.sleep(0.1)
+
+    def supervise(self) -> list[str]:
+        """Restart every component that has exited (backoff 1, 2, 4 .. 60 s); returns what it did, one line each.
+
+        Called every second or so by ``ai-factory up``. Before a restart the dead component's
+        process group is cleared, so the new one does not meet its predecessor's orphans.
+        """
+        events: list[str] = []
+        now = time.monotonic()
+        for comp, proc in list(self.procs.items()):
+            code = proc.poll()
+            if code is None:
+                if now - self._started_at.get(comp, now) > STABLE_AFTER_S:
+                    self.restarts.pop(comp, None)
+                continue
+            if comp not in self._next_start:
+                n = self.restarts.get(comp, 0)
+                delay = min(BACKOFF_MAX_S, 2.0 ** n)
+                self._clear_group(proc.pid)
+                self._next_start[comp] = now + delay
+                events.append(f"airflow {comp} (pid {proc.pid}) exited with {code}; restarting in {delay:.0f}s "
+                              f"(restart {n + 1})")
+            elif now >= self._next_start[comp]:
+                del self._next_start[comp]
+                self.restarts[comp] = self.restarts.get(comp, 0) + 1
+                new = self._spawn(comp)
+                events.append(f"airflow {comp} restarted (pid {new.pid})")
+        for line in events:
+            log.warning("%s", line)
+        return events
 
     def health(self) -> dict[str, Any] | None:
         try:
@@ -151,6 +231,7 @@ class AirflowStack:
         raise TimeoutError(f"Airflow at {self.url} not healthy after {timeout:.0f}s (last health: {last})")
 
     def stop(self, grace: float = 20) -> None:
+        self._next_start.clear()
         for proc in self.procs.values():
             if proc.poll() is None:
                 try:
@@ -163,11 +244,11 @@ class AirflowStack:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 log.warning("airflow %s did not stop in %.0fs; killing its process group", comp, grace)
-            try:  # children (task supervisors, gunicorn/uvicorn workers) go with the group
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            # Children (task supervisors, gunicorn/uvicorn workers, the log writer) go with the group;
+            # a short wait first lets the log writer drain the component's last lines.
+            self._clear_group(proc.pid, grace=2.0)
             proc.wait(timeout=10)
+            log.info("stopped airflow %s (pid %d, exit %s)", comp, proc.pid, proc.returncode)
         self.procs.clear()
 
     def __enter__(self) -> AirflowStack:

@@ -51,48 +51,65 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve_status(args: argparse.Namespace) -> int:
-    from ai_factory.deployment.local import LocalTarget, pid_alive
+def _local_target() -> Any:
+    """The local target of the running stack: ``ai-factory up`` records where its state lives."""
+    from ai_factory.deployment.local import LocalTarget
+    from ai_factory.orchestration.local import adopt_running_stack
 
-    target = LocalTarget.from_settings()
+    adopted = adopt_running_stack()
+    if adopted:
+        log.info("using the stack recorded in %s (model store %s)", adopted["file"], adopted["model_store"])
+    return LocalTarget.from_settings()
+
+
+def cmd_serve_status(args: argparse.Namespace) -> int:
+    from ai_factory.deployment.local import marked_processes, pid_alive
+
+    target = _local_target()
     state = target.read_state()
     active = state.get("active") or {}
-    _emit({"url": target.url, "front": target.front_status(), "active": active,
-           "active_alive": pid_alive(active.get("pid")), "candidates": state.get("candidates"),
+    procs = marked_processes(target.home)
+    _emit({"url": target.url, "serving_home": str(target.home), "front": target.front_status(), "active": active,
+           "active_alive": pid_alive(active.get("pid")), "standby": state.get("standby"),
+           "candidates": state.get("candidates"),
+           "orphans": {k: [pid for pid, _ in v] for k, v in procs.items() if not any(lead for _, lead in v)},
            "history": (state.get("history") or [])[-5:]})
     return 0
 
 
 def cmd_serve_stop(args: argparse.Namespace) -> int:
-    from ai_factory.deployment.local import LocalTarget
-
-    LocalTarget.from_settings().stop_all()
+    _local_target().stop_all()
     return 0
 
 
 def cmd_serve_ensure(args: argparse.Namespace) -> int:
     """Serve the champion at the stable address if nothing serves it (after a reboot, ``make up``)."""
-    from ai_factory.deployment.local import LocalTarget, pid_alive
+    from ai_factory.deployment.local import pid_alive
     from ai_factory.registry import ModelRegistry
 
-    target = LocalTarget.from_settings()
+    target = _local_target()
     if getattr(args, "forget_processes", False):
         target.forget_processes("ensure --forget-processes: the serving host restarted")
+    # Workers whose arbiter was killed keep serving (and holding memory) unseen: stop them first,
+    # so that a dead backend is replaced, not doubled.
+    reaped = target.reap_orphans()
     champion = ModelRegistry.from_settings().champion()
     if champion is None:
         log.info("no champion yet: nothing to serve")
         _emit({"serving": None})
         return 0
     active = target.read_state().get("active") or {}
-    if active.get("version") == champion.version and pid_alive(active.get("pid")):
+    if active.get("version") == champion.version:
+        revived = None if pid_alive(active.get("pid")) else target.revive_active(reason="serve ensure")
         target.ensure_front()
-        _emit({"serving": champion.version, "url": target.url, "restarted": False})
+        _emit({"serving": champion.version, "url": target.url, "restarted": revived is not None,
+               "orphans_stopped": reaped})
         return 0
     from ai_factory.deployment.bento import build_bento
 
     backend = target.start_backend(champion.version, build_bento(champion.tag))
     target.switch_to(backend, reason="ensure: champion was not being served")
-    _emit({"serving": champion.version, "url": target.url, "restarted": True})
+    _emit({"serving": champion.version, "url": target.url, "restarted": True, "orphans_stopped": reaped})
     return 0
 
 
