@@ -76,6 +76,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check dags include plugins bentos tests bench
 	$(BIN)/ruff check --select AIR3 dags
+	$(BIN)/mypy include/ai_factory
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

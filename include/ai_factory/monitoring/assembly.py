@@ -141,7 +141,7 @@ def resolve_provider(dotted: str | None) -> ReferenceProvider | None:
     provider = getattr(module, attr, None)
     if not callable(provider):
         raise AssemblyError(f"reference.provider {dotted!r}: {module_name!r} has no callable {attr!r}")
-    return provider  # type: ignore[no-any-return]
+    return provider
 
 
 # -- reading ---------------------------------------------------------------------------------
