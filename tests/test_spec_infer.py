@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import yaml
 
@@ -111,6 +112,8 @@ def test_a_later_csv_block_widens_the_type_instead_of_failing(tmp_path: Path, mo
     _, spec = infer_spec(str(tmp_path / "late.csv"), "y")
     assert spec.feature("x").dtype is DType.FLOAT
     assert spec.feature("code").dtype is DType.CATEGORY and spec.feature("code").categories == ("0", "1", "2", "z")
+    whole = tabular.read_table(str(tmp_path / "late.csv"))  # data land's multithreaded reader widens alike
+    assert (whole.schema.field("x").type, whole.schema.field("code").type) == (pa.float64(), pa.string())
     _, sample = infer_spec(str(tmp_path / "late.csv"), "y", sample_rows=100)
     assert sample.feature("x").dtype is DType.INT and sample.feature("x").max is not None
 

@@ -104,6 +104,9 @@ class ColumnProfile:
                 self.integral = bool(pc.all(pc.equal(finite, pc.floor(finite))).as_py() is not False)
         if self.values is not None and kind in ("bool", "int", "float", "string"):
             counts = pc.value_counts(arr)
+            if len(counts) > _DISTINCT_LIMIT + 1:  # (+1: null counts as a value here) too many to list
+                self.values = None
+                return
             for v, n in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True):
                 if v is not None:
                     self.values[v] += n
@@ -249,7 +252,6 @@ class Proposal:
     """The proposed spec plus the why of each choice (rendered as YAML comments)."""
 
     raw: dict[str, Any]
-    notes: dict[str, str]
     ignore_notes: dict[str, str]
     feature_notes: dict[str, str]
     target_note: str
@@ -349,7 +351,7 @@ def propose(prof: Profile, target: str, *, task: TaskType | None = None, name: s
         raw["ignore"] = list(ignored)
     raw["quality"] = {"min_rows": 1}
     raw["features"] = features
-    return Proposal(raw=raw, notes={}, ignore_notes=ignored, feature_notes=feature_notes, target_note=t_note,
+    return Proposal(raw=raw, ignore_notes=ignored, feature_notes=feature_notes, target_note=t_note,
                     rows=prof.rows, truncated=prof.truncated)
 
 

@@ -131,11 +131,49 @@ def _parquet_batches(url: str, max_rows: int | None) -> Iterator[pa.RecordBatch]
 
 
 def read_table(url: str) -> pa.Table:
-    """The whole file as one Arrow table (types settled over every row)."""
-    table = scan(url, _collect)
+    """The whole file as one Arrow table (types settled over every row).
+
+    CSV goes through Arrow's multithreaded whole-file reader (about twice the streaming
+    reader's speed); the same widening applies when a later block disagrees with the first.
+    """
+    if file_format(url) == "parquet":
+        table = scan(url, _collect)
+    else:
+        table = _read_csv(url)
     if table.num_rows == 0:
         raise TabularFileError(f"{url}: the file holds no rows")
     return table
+
+
+def _read_csv(url: str) -> pa.Table:
+    delimiter = "\t" if url.lower().endswith(".tsv") else ","
+    overrides: dict[str, pa.DataType] = {}
+    for _attempt in range(256):
+        with _open(url) as fh:
+            try:
+                return pacsv.read_csv(
+                    fh,
+                    read_options=pacsv.ReadOptions(block_size=_BLOCK_BYTES),
+                    parse_options=pacsv.ParseOptions(delimiter=delimiter),
+                    convert_options=pacsv.ConvertOptions(column_types=overrides, strings_can_be_null=True),
+                )
+            except pa.ArrowInvalid as exc:
+                m = _CSV_COLUMN_RE.search(str(exc))
+                if not m:
+                    raise TabularFileError(f"{url}: not a readable CSV file ({exc})") from None
+                header = _csv_header(url, delimiter)
+                name = header[int(m.group(1))]
+                current = overrides.get(name)
+                overrides[name] = pa.string() if current is not None or "to double" in str(exc) else pa.float64()
+                log.info("%s: column %r holds values beyond its first block's type; reading it as %s",
+                         url, name, overrides[name])
+    raise TabularFileError(f"{url}: column types kept changing while reading; export it as Parquet")
+
+
+def _csv_header(url: str, delimiter: str) -> list[str]:
+    with _open(url) as fh:
+        reader = pacsv.open_csv(fh, parse_options=pacsv.ParseOptions(delimiter=delimiter))
+        return list(reader.schema.names)
 
 
 def _collect(batches: Iterator[pa.RecordBatch]) -> pa.Table:
