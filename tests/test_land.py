@@ -64,7 +64,10 @@ def test_a_different_file_is_refused_then_replaced_with_the_old_bytes_kept(onboa
     assert result.status == "replaced" and result.rows == 100
     assert len(lake.read_partition(Zone.LANDING, D1)) == 100
     (aside,) = result.superseded
-    assert aside.startswith(posixpath.join(lake.zone_path(Zone.LANDING), SUPERSEDED, "ds=2026-01-01"))
+    # The lake's archive where it has one (archive/landing/ds=…/<id>/), else landing/_superseded/ds=…/.
+    kept = (lake.archive_path(Zone.LANDING, D1) if hasattr(lake, "archive_partition")
+            else posixpath.join(lake.zone_path(Zone.LANDING), SUPERSEDED, "ds=2026-01-01"))
+    assert aside.startswith(kept + "/")
     assert lake.read_bytes(posixpath.join(aside, PART_NAME)) == old[PART_NAME]
     assert lake.read_json(posixpath.join(aside, "_reason.json"))["reason"].startswith("replaced by `ai-factory data")
     assert lake.partitions(Zone.LANDING) == [D1]  # _superseded is not a day
