@@ -101,3 +101,38 @@ def test_file_mistakes_of_infer_and_land_are_one_line(tmp_path: Path):
     assert proc.returncode == 2
     (line,) = _error_lines(proc.stderr)
     assert "column(s) leak are not in the spec: list them under `ignore:`" in line
+
+
+def test_library_info_chatter_is_off_unless_verbose(tmp_path: Path):
+    """About 210 of 243 lines of one `quality validate` were Great Expectations INFO lines."""
+    from ai_factory.quality.project import init_project
+    from ai_factory.settings import get_settings, reset_settings
+    from ai_factory.spec import load_spec
+
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "gx").mkdir()
+    shutil.copy(repo / "great_expectations" / "great_expectations.yml", tmp_path / "gx")
+    (tmp_path / "spec.yaml").write_text(GOOD)
+    (tmp_path / "day.csv").write_text("age,housing,y\n30,no,Yes\n41,yes,No\n")
+    env = {"AI_FACTORY_GX_ROOT": str(tmp_path / "gx"), "AI_FACTORY_DATA_ROOT": str(tmp_path / "lake"),
+           "AI_FACTORY_SPEC": str(tmp_path / "spec.yaml")}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        reset_settings()
+        init_project(load_spec(tmp_path / "spec.yaml"), None, get_settings())
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        reset_settings()
+    assert _cli("data", "land", str(tmp_path / "day.csv"), "--ds", "2026-01-01", env=env).returncode == 0
+
+    quiet = _cli("quality", "validate", "--ds", "2026-01-01", env=env)
+    assert quiet.returncode == 0, quiet.stderr
+    assert " INFO great_expectations" not in quiet.stderr
+    assert "ds=2026-01-01: passed" in quiet.stderr  # the command's own INFO lines stay
+    verbose = _cli("-v", "quality", "validate", "--ds", "2026-01-01", env=env)
+    assert " INFO great_expectations" in verbose.stderr
