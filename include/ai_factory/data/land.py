@@ -150,7 +150,12 @@ def _set_aside(lake: DataLake, zone: Zone, day: date, files: dict[str, bytes], r
 def land(source: str, spec: DatasetSpec, lake: DataLake, *, ds: date | None = None, by: str | None = None,
          replace: bool = False, spec_source: str = "the spec") -> list[Landed]:
     """Land ``source`` into ``landing/ds=…`` (see the module docstring for the guarantees)."""
-    table = read_table(source)
+    return land_table(read_table(source), source, spec, lake, ds=ds, by=by, replace=replace, spec_source=spec_source)
+
+
+def land_table(table: pa.Table, source: str, spec: DatasetSpec, lake: DataLake, *, ds: date | None = None,
+               by: str | None = None, replace: bool = False, spec_source: str = "the spec") -> list[Landed]:
+    """Land an Arrow table read from ``source`` (a file, a query: named in messages and reasons)."""
     check_columns(table.column_names, spec, source, spec_source)
     table = _as_spec_types(table, spec).select(spec.landing_columns)
     days = split_days(table, ds=ds, by=by, source=source)
