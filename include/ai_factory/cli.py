@@ -17,7 +17,32 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from ai_factory.data.cli import register_land, register_spec
+
 log = logging.getLogger("ai_factory")
+
+EXIT_USER_ERROR = 2
+# A user's mistake (bad spec, bad flag, bad file) is one line and exit 2; anything else is a bug
+# and keeps its traceback. Named by module so that checking one costs no import: an exception
+# can only be an instance of a class whose module is already loaded.
+USER_ERRORS = (
+    "ai_factory.spec:SpecError",
+    "ai_factory.settings:SettingsError",
+    "ai_factory.data.tabular:TabularFileError",
+    "ai_factory.data.infer:InferError",
+    "ai_factory.data.land:LandError",
+    "ai_factory.quality.reader:UnreadableFileError",
+    "ai_factory.quality.validate:PartitionMissingError",
+    "ai_factory.monitoring.config:MonitoringConfigError",
+    "ai_factory.monitoring.assembly:AssemblyError",
+    "ai_factory.serving.config:ServingConfigError",
+    "ai_factory.training.config:ConfigError",
+    "ai_factory.training.window:WindowError",
+    "ai_factory.registry:RegistryError",
+)
+# Libraries whose INFO lines drown the command's own output (about 210 of 243 lines of one
+# `quality validate`); their warnings and errors still show, and -v shows everything.
+CHATTY_LIBRARIES = ("great_expectations", "evidently", "bentoml", "numexpr", "urllib3", "fsspec")
 
 
 def _date(value: str) -> date:
@@ -125,6 +150,7 @@ def _zone_arg(value: str) -> str:
 def _register_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="demo data, the archive (restore, withdraw) and leftovers of killed writes")
     dsub = p.add_subparsers(dest="data_cmd", required=True)
+    register_land(dsub)
     g = dsub.add_parser("generate", help="land N days of synthetic credit-default data under landing/ds=…")
     g.add_argument("--start", type=_date, help="first day (default: --days before --end)")
     g.add_argument("--end", type=_date, help="last day (default: today)")
@@ -393,7 +419,8 @@ def _register_up_demo(sub: argparse._SubParsersAction) -> None:
 
 # -- registry of sub-command groups ----------------------------------------------------
 def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
-    regs: list[Callable[[argparse._SubParsersAction], None]] = [_register_data, _register_quality, _register_up_demo]
+    regs: list[Callable[[argparse._SubParsersAction], None]] = [
+        _register_data, register_spec, _register_quality, _register_up_demo]
     from ai_factory import cli_extensions
 
     regs.extend(cli_extensions.REGISTRARS)
@@ -409,12 +436,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def is_user_error(exc: BaseException) -> bool:
+    """True when ``exc`` is a user's mistake (see :data:`USER_ERRORS`), not a bug."""
+    for ref in USER_ERRORS:
+        module, name = ref.split(":")
+        loaded = sys.modules.get(module)
+        if loaded is not None and isinstance(exc, getattr(loaded, name)):
+            return True
+    return False
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    return int(args.func(args) or 0)
+    if not args.verbose:
+        for name in CHATTY_LIBRARIES:
+            logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        return int(args.func(args) or 0)
+    except Exception as exc:
+        if args.verbose or not is_user_error(exc):
+            raise
+        sys.stderr.write(f"{parser.prog} {args.cmd}: error: {one_line(exc)}\n")
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

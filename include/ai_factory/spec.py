@@ -11,6 +11,14 @@ Example (see ``specs/credit_default.yaml``)::
     features:
       - {name: age, dtype: int, min: 18, max: 100}
       - {name: home_ownership, dtype: category, categories: [rent, own, mortgage]}
+    id_column: application_id        # optional: unique, non-null, never modelled
+    time_column: applied_at          # optional: the row's timestamp, never modelled
+    ignore: [branch_code, notes]     # optional: kept in the lake, never modelled
+
+Every column a landing file holds is declared: the features, the target, and the
+``id_column``, ``time_column`` and ``ignore`` columns, which are kept in the lake but
+never reach the model's input layer, the service's request schema or the drift check.
+``ai-factory spec infer`` drafts a spec from a CSV or Parquet file.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class SpecError(ValueError):
@@ -50,6 +58,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _refuse_yaml_booleans(key: str, values: Any) -> Any:
+    """YAML 1.1 reads unquoted yes/no/on/off/true/false as booleans; a label list never means that.
+
+    Unrefused, ``classes: [No, Yes]`` silently became ``(0, 1)`` and every day was quarantined
+    for values 'No'/'Yes' that were "not in the set".
+    """
+    if isinstance(values, list | tuple) and any(isinstance(v, bool) for v in values):
+        shown = ", ".join(("true" if v else "false") if isinstance(v, bool) else repr(v) for v in values)
+        raise ValueError(
+            f"[{shown}] holds YAML booleans (unquoted yes/no/on/off/true/false); "
+            f'quote the labels as they appear in the data, e.g. {key}: ["No", "Yes"]'
+        )
+    return values
+
+
 class Feature(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     dtype: DType
@@ -60,6 +83,11 @@ class Feature(_Strict):
     description: str = ""
     # Drift on a key feature alone is enough to trigger retraining.
     key: bool = False
+
+    @field_validator("categories", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any) -> Any:
+        return _refuse_yaml_booleans("categories", value)
 
     @model_validator(mode="after")
     def _check(self) -> Feature:
@@ -85,6 +113,18 @@ class Target(_Strict):
     task: TaskType
     classes: tuple[int | str, ...] | None = None
     positive_class: int | str | None = None
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any) -> Any:
+        return _refuse_yaml_booleans("classes", value)
+
+    @field_validator("positive_class", mode="before")
+    @classmethod
+    def _no_boolean_positive(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f'{str(value).lower()} is a YAML boolean; quote the label, e.g. positive_class: "Yes"')
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> Target:
@@ -122,7 +162,11 @@ class DatasetSpec(_Strict):
     partition: Partition = Partition()
     target: Target
     features: tuple[Feature, ...] = Field(min_length=1)
-    id_column: str | None = None
+    id_column: str | None = Field(default=None, min_length=1)
+    time_column: str | None = Field(default=None, min_length=1)
+    # Columns the data holds that are never modelled (leakage, free text, raw keys): kept in
+    # the lake and allowed by the quality suite, left out of training, serving and drift.
+    ignore: tuple[str, ...] = ()
     quality: QualityRules = QualityRules()
 
     @model_validator(mode="after")
@@ -133,6 +177,17 @@ class DatasetSpec(_Strict):
             raise ValueError(f"duplicate feature names: {', '.join(dupes)}")
         if self.target.name in names:
             raise ValueError(f"target '{self.target.name}' is also listed as a feature")
+        modelled = {*names, self.target.name}
+        for key, cols in (("id_column", [self.id_column]), ("time_column", [self.time_column]),
+                          ("ignore", list(self.ignore))):
+            clash = sorted({c for c in cols if c in modelled})
+            if clash:
+                raise ValueError(f"'{key}' names {', '.join(clash)}, which the spec also models "
+                                 f"(a feature or the target): a column is either modelled or not")
+        extra = [c for c in (self.id_column, self.time_column, *self.ignore) if c]
+        dupes = sorted({c for c in extra if extra.count(c) > 1})
+        if dupes:
+            raise ValueError(f"{', '.join(dupes)} listed more than once among id_column, time_column and ignore")
         return self
 
     # -- derived views -------------------------------------------------------------
@@ -154,11 +209,16 @@ class DatasetSpec(_Strict):
 
     @property
     def columns(self) -> list[str]:
-        """All columns a landing file must have: features then target (then id)."""
+        """The columns training reads: features then target (then id)."""
         cols = self.feature_names + [self.target.name]
         if self.id_column:
             cols.append(self.id_column)
         return cols
+
+    @property
+    def landing_columns(self) -> list[str]:
+        """Every column a landing file holds: :attr:`columns`, then the time and ignored columns."""
+        return self.columns + ([self.time_column] if self.time_column else []) + list(self.ignore)
 
     def feature(self, name: str) -> Feature:
         for f in self.features:
@@ -199,14 +259,23 @@ def parse_spec(raw: Any, source: str = "<spec>") -> DatasetSpec:
     try:
         return DatasetSpec.model_validate(raw)
     except ValidationError as exc:
+        errors = exc.errors()
+        locs = [tuple(e["loc"]) for e in errors]
         problems = []
-        for err in exc.errors():
-            key = _loc(tuple(err["loc"]), raw)
+        for err, loc in zip(errors, locs, strict=True):
+            # pydantic counts only the items that validated: one bad feature also yields
+            # "features: Tuple should have at least 1 item after validation, not 0", which
+            # blames the list for its item's fault. The item's own error says what is wrong.
+            if err["type"] == "too_short" and any(other[: len(loc)] == loc and len(other) > len(loc) for other in locs):
+                continue
+            key = _loc(loc, raw)
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                msg = "unknown key"
+                msg = "unknown key (check its spelling and indentation)"
             elif err["type"] == "missing":
                 msg = "required key is missing"
+            elif err["type"] == "too_short":
+                msg = "must not be empty"
             problems.append(f"key '{key}': {msg}")
         raise SpecError(f"{source}: invalid dataset spec: " + "; ".join(problems)) from None
 
@@ -221,7 +290,8 @@ def load_spec(path: str | Path) -> DatasetSpec:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise SpecError(f"{p}: not valid YAML: {exc}") from None
+        # PyYAML's message spans several lines with a caret drawing; keep the one-line style.
+        raise SpecError(f"{p}: not valid YAML: {' '.join(str(exc).split())}") from None
     return parse_spec(raw, source=str(p))
 
 

@@ -2,7 +2,8 @@
 
 Two kinds of expectations, told apart by GX severity:
 
-* ``critical`` — the contract a partition must meet to be published: the exact column set,
+* ``critical`` — the contract a partition must meet to be published: the exact column set
+  (features, target, and the spec's id, time and ``ignore`` columns, which are kept but never modelled),
   each column present, its type, nulls where the spec forbids them, numeric ranges, allowed
   categories, the target's classes, a unique id and the row count. One failure quarantines
   the day.
@@ -77,7 +78,7 @@ def expectation_configs(spec: DatasetSpec, stats: dict[str, ColumnStats] | None 
     def add(kind: str, severity: str = CRITICAL, rule: str = "", **kwargs: Any) -> None:
         out.append({"type": kind, "kwargs": kwargs, "severity": severity, "meta": {"rule": rule}})
 
-    add("expect_table_columns_to_match_set", rule="schema", column_set=spec.columns, exact_match=True)
+    add("expect_table_columns_to_match_set", rule="schema", column_set=spec.landing_columns, exact_match=True)
     add("expect_table_row_count_to_be_between", rule="row_count",
         min_value=spec.quality.min_rows, max_value=spec.quality.max_rows)
     for f in spec.features:
