@@ -18,12 +18,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [
-    pytest.mark.faults,
-    pytest.mark.e2e,
-    pytest.mark.skipif(os.environ.get("AI_FACTORY_TEST_DB") == "postgres",
-                       reason="ai-factory up runs on SQLite: covered by the first pass of make test"),
-]
+# `ai-factory up` runs on its own SQLite metadata DB: make test's first pass runs it.
+pytestmark = pytest.mark.faults
 
 REPO = Path(__file__).resolve().parents[2]
 # 127.0.0.1, ::1 and ::ffff:127.0.0.1 as /proc/net/tcp{,6} write them.
