@@ -15,21 +15,23 @@
   ``grace_period_seconds`` and :class:`~optuna.storages.RetryHeartbeatStaleTrialCallback`
   (the successor of ``RetryFailedTrialCallback``, deprecated in Optuna 4.9) re-queues its
   parameters, so the study goes on.
-* **Budget**: ``n_trials`` finished (complete or pruned) trials for the whole study; each of
-  the ``workers`` workers runs at most ``ceil(n_trials / workers)`` of them, and all stop
-  once the study has ``n_trials``. Concurrent workers can overshoot by at most
-  ``workers - 1`` trials.
+* **Budget**: ``n_trials`` finished (complete or pruned) trials for the whole study, not a
+  share per worker (:func:`next_step`): a worker starts a trial while finished + running
+  trials are fewer than ``n_trials``, and otherwise waits for the running ones to finish or
+  go stale, so a killed worker's trial is failed, re-queued and run by a survivor and the
+  study still ends with its budget. Two workers deciding at the same instant can overshoot
+  by one trial each.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -210,10 +212,41 @@ def final_params(space: SearchSpace, best: BestTrial | None, overrides: dict[str
     return params
 
 
-def worker_quota(n_trials: int, workers: int) -> int:
-    if n_trials < 1 or workers < 1:
-        raise ValueError(f"n_trials and workers must be >= 1 (got n_trials={n_trials}, workers={workers})")
-    return math.ceil(n_trials / workers)
+class Step(StrEnum):
+    """What a tuning worker does next."""
+
+    RUN = "run"
+    WAIT = "wait"
+    DONE = "done"
+
+
+def next_step(study: optuna.Study, n_trials: int) -> Step:
+    """Run a trial, wait for the running ones, or stop: the study's budget is ``n_trials`` finished trials.
+
+    Stale trials (a worker that stopped heartbeating) are failed first, which re-queues their
+    parameters (the storage's stale-trial callback). A study with ``n_trials`` failed trials
+    stops too: every configuration failing is a bug to look at, not a reason to loop.
+    """
+    if n_trials < 1:
+        raise ValueError(f"n_trials must be >= 1 (got {n_trials})")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    trials = study.get_trials(deepcopy=False)
+    counts = Counter(t.state for t in trials)
+    finished = sum(counts[s] for s in FINISHED)
+    if finished >= n_trials:
+        return Step.DONE
+    # A trial failed by heartbeat and re-queued is a lost worker, not a failing configuration.
+    requeued = {t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs}
+    failed = sum(1 for t in trials if t.state == TrialState.FAIL and t.number not in requeued)
+    if failed >= n_trials:
+        log.warning("study '%s' has %d failed trials (budget %d) and %d finished; stopping", study.study_name,
+                    failed, n_trials, finished)
+        return Step.DONE
+    if finished + counts[TrialState.RUNNING] < n_trials:
+        return Step.RUN
+    return Step.WAIT
 
 
 def route_optuna_logs() -> None:
