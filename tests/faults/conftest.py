@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import yaml
 from ai_factory.storage import DataLake
 
 from fault_helpers import write_validated
+from own_postgres import OwnPostgres, server_bin_dir
 
 
 @pytest.fixture
@@ -46,3 +48,22 @@ def slow_trials_space(tmp_path: Path) -> Path:
         },
     }))
     return path
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[OwnPostgres]:
+    """A PostgreSQL cluster of this test's own on a free port, removed afterwards (never the shared one)."""
+    from ai_factory.orchestration.stack import free_port
+
+    bin_dir = server_bin_dir()
+    if bin_dir is None:
+        reason = "PostgreSQL server binaries (initdb, pg_ctl) are not installed"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason}; CI must run the PostgreSQL fault tests (install postgresql)")
+        pytest.skip(reason)
+    server = OwnPostgres(bin_dir, free_port())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

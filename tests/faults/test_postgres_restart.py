@@ -1,0 +1,71 @@
+"""Restart PostgreSQL (``pg_ctl restart -m fast``) under a running study: the workers reconnect, nothing is lost.
+
+The server is a throwaway cluster of the test's own (never the machine's shared one). Every
+connection of the two tuning workers is dropped mid-trial; the study must still end with its
+whole budget, every trial finished, none failed or left RUNNING.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from ai_factory.spec import default_spec
+from ai_factory.training import tuning
+from ai_factory.training.config import load_search_space
+from ai_factory.training.steps import make_window
+
+from fault_helpers import cli_popen, tail, wait_until
+
+pytestmark = pytest.mark.faults
+
+N_TRIALS = 4
+WORKERS = 2
+
+
+def test_optuna_workers_survive_a_postgres_restart(train_env, slow_trials_space, own_postgres, tmp_path):
+    raw = yaml.safe_load(slow_trials_space.read_text())
+    # Trials that outlast the grace period after the restart (a worker whose heartbeat thread
+    # died with its connection has its live trial failed by the other), and a grace period
+    # above a restart's length (a pause in heartbeats is not a dead worker).
+    raw.update(trial_max_epochs=8, trial_patience=8)
+    raw["heartbeat"] = {"interval_seconds": 1, "grace_period_seconds": 5, "max_retry": 1}
+    slow_trials_space.write_text(yaml.safe_dump(raw))
+    url = own_postgres.create_database("faults_optuna_restart")
+    window = make_window(str(tmp_path / "window.json"), days=5)["window"]
+    name = "credit_default.pg_restart"
+    tuning.open_study(name, url, default_spec(), load_search_space(slow_trials_space))
+    logs = [tmp_path / f"worker-{i}.log" for i in range(WORKERS)]
+    procs = [cli_popen("train", "tune", "--window", window, "--study", name, "--storage", url,
+                       "--trials", str(N_TRIALS), "--workers", str(WORKERS), "--worker", str(i),
+                       "--search-space", str(slow_trials_space), "--output", str(tmp_path / f"worker-{i}.json"),
+                       log_path=logs[i])
+             for i in range(WORKERS)]
+
+    def mid_study() -> bool:
+        study = optuna.load_study(study_name=name, storage=url)
+        trials = study.get_trials(deepcopy=False)
+        return any(t.state == TrialState.RUNNING and 1 <= len(t.intermediate_values) <= 3 for t in trials)
+
+    wait_until("a trial in its first epochs", mid_study, timeout=240, every=0.2, alive=procs[0])
+    restart_s = own_postgres.restart()
+    restarted_at = time.time()
+
+    for i, p in enumerate(procs):
+        assert p.wait(timeout=300) == 0, tail(logs[i])
+
+    study = optuna.load_study(study_name=name, storage=url)
+    trials = study.get_trials()
+    states = [(t.number, t.state.name) for t in trials]
+    assert len([t for t in trials if t.state in tuning.FINISHED]) >= N_TRIALS, states
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.FAIL)], states
+    for i in range(WORKERS):
+        assert json.loads((tmp_path / f"worker-{i}.json").read_text())["states"].get("fail", 0) == 0
+    after = sorted(t.datetime_complete.timestamp() for t in trials if t.datetime_complete.timestamp() > restarted_at)
+    print(f"\nfault postgres-restart (optuna): restart took {restart_s:.1f}s; first trial finished "
+          f"{after[0] - restarted_at:.1f}s after it; {len(trials)} trials, states {tuning.state_counts(study)}")
