@@ -51,3 +51,23 @@ def wait_until(what: str, probe: Callable[[], T | None], timeout: float, every: 
 
 def tail(path: Path, chars: int = 3000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else f"({path} does not exist)"
+
+
+def kill_component(stack: object, name: str) -> int:
+    """SIGKILL an Airflow component's whole process group (as when its container dies); returns its pid."""
+    import signal
+
+    proc = stack.procs[name]  # type: ignore[attr-defined]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    return proc.pid
+
+
+def start_component(stack: object, name: str) -> subprocess.Popen[bytes]:
+    """Start a new ``airflow <name>`` for ``stack`` the way it started the first (its log appended to)."""
+    log = stack.home / "logs" / f"{name}.log"  # type: ignore[attr-defined]
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "airflow", name], env=stack.env(),  # type: ignore[attr-defined]
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    stack.procs[name] = proc  # type: ignore[attr-defined]  # stopped with the rest of the stack
+    return proc
