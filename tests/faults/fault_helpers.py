@@ -71,3 +71,9 @@ def start_component(stack: object, name: str) -> subprocess.Popen[bytes]:
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     stack.procs[name] = proc  # type: ignore[attr-defined]  # stopped with the rest of the stack
     return proc
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``ai-factory <args>`` to completion, output captured."""
+    return subprocess.run([sys.executable, "-m", "ai_factory.cli", *args], capture_output=True, text=True,
+                          env=os.environ.copy(), timeout=timeout)
