@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import date
+from pathlib import Path
 
 import optuna
 import pytest
@@ -69,3 +71,68 @@ def test_optuna_workers_survive_a_postgres_restart(train_env, slow_trials_space,
     after = sorted(t.datetime_complete.timestamp() for t in trials if t.datetime_complete.timestamp() > restarted_at)
     print(f"\nfault postgres-restart (optuna): restart took {restart_s:.1f}s; first trial finished "
           f"{after[0] - restarted_at:.1f}s after it; {len(trials)} trials, states {tuning.state_counts(study)}")
+
+
+def _pg_rows(url: str, sql: str) -> list[tuple]:
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    conn = psycopg2.connect(host=u.host, port=u.port, user=u.username, dbname=u.database, connect_timeout=5)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.e2e
+def test_airflow_survives_a_postgres_restart_mid_backfill(own_postgres, lake, tmp_path):
+    from ai_factory.data.generate import write_day
+    from ai_factory.orchestration.stack import AirflowStack, free_port
+    from ai_factory.storage import Zone
+
+    from airflow_helpers import create_backfill
+
+    repo = Path(__file__).resolve().parents[2]
+    days = [date(2026, 6, d) for d in range(1, 4)]
+    for day in days:
+        write_day(lake, day, 800)
+    landed = {day: lake.read_partition_files(Zone.LANDING, day) for day in days}
+    url = own_postgres.create_database("faults_airflow")
+    stack = AirflowStack(home=tmp_path / "airflow-home", dags_folder=repo / "dags", plugins_folder=repo / "plugins",
+                         db_url=url, port=free_port(), paused_at_creation=False,
+                         extra_env={"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"})
+    stack.migrate()
+    stack.start()
+    try:
+        stack.wait_ready(timeout=240)
+        wait_until("data_quality parsed and unpaused",
+                   lambda: stack.airflow("dags", "unpause", "data_quality", check=False).returncode == 0,
+                   timeout=180, every=2)
+        proc = create_backfill(stack, "data_quality", days[0], days[-1])
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        wait_until("a validate task running", lambda: _pg_rows(
+            url, "select 1 from task_instance where dag_id='data_quality' and task_id='validate' and state='running'"),
+            timeout=300, every=0.3)
+        restart_s = own_postgres.restart()
+        restarted_at = time.monotonic()
+
+        def runs_done() -> list[tuple] | None:
+            rows = _pg_rows(url, "select logical_date, state from dag_run where dag_id='data_quality' "
+                                 "and run_type='backfill'")
+            return rows if len(rows) == len(days) and all(s in ("success", "failed") for _, s in rows) else None
+
+        rows = wait_until("the backfill's runs finished", runs_done, timeout=480, every=2)
+        recovered_s = time.monotonic() - restarted_at
+        dead = {c: p.returncode for c, p in stack.procs.items() if p.poll() is not None}
+        assert not dead, f"Airflow components died across the restart: {dead} (logs in {stack.home / 'logs'})"
+        assert sorted((d.date(), s) for d, s in rows) == [(d, "success") for d in days], rows
+        for day in days:
+            assert lake.read_partition_files(Zone.VALIDATED, day) == landed[day]
+        tries = _pg_rows(url, "select try_number from task_instance where dag_id='data_quality' and task_id='validate'")
+        print(f"\nfault postgres-restart (airflow): restart took {restart_s:.1f}s; runs done {recovered_s:.1f}s "
+              f"after it; validate tries {sorted(t for (t,) in tries)}; no component died")
+    finally:
+        stack.stop()

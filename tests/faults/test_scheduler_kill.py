@@ -72,7 +72,12 @@ def test_scheduler_killed_mid_run_a_new_one_completes_it_and_nothing_is_lost(air
                 return run["run_id"]
         return None
 
-    cut_run = wait_until("a validate task running", validating, timeout=300, every=0.2)
+    try:
+        cut_run = wait_until("a validate task running", validating, timeout=480, every=0.2)
+    except TimeoutError as exc:
+        states = {r["run_id"]: (r["state"], run_task_states("data_quality", r["run_id"]))
+                  for r in dag_runs("data_quality", "backfill")}
+        raise AssertionError(f"{exc}; runs: {states}") from None
     kill_component(stack, "scheduler")
     killed_at = time.monotonic()
     first_job = _latest_scheduler_job()
