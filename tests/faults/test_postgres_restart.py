@@ -1,8 +1,12 @@
-"""Restart PostgreSQL (``pg_ctl restart -m fast``) under a running study: the workers reconnect, nothing is lost.
+"""Restart PostgreSQL (``pg_ctl restart -m fast``) under running work: it reconnects, nothing is lost.
 
-The server is a throwaway cluster of the test's own (never the machine's shared one). Every
-connection of the two tuning workers is dropped mid-trial; the study must still end with its
-whole budget, every trial finished, none failed or left RUNNING.
+The server is a throwaway cluster of the test's own (never the machine's shared one).
+
+* Optuna: every connection of two tuning workers is dropped mid-trial; the study must still
+  end with its whole budget, every trial finished, none failed or left RUNNING.
+* Airflow (metadata DB): api-server, dag-processor and triggerer reconnect; the scheduler
+  exits (Airflow 3.3) and is started again as its supervisor would; the backfill completes
+  and the lake holds exactly the landed bytes.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from ai_factory.training import tuning
 from ai_factory.training.config import load_search_space
 from ai_factory.training.steps import make_window
 
-from fault_helpers import cli_popen, tail, wait_until
+from fault_helpers import cli_popen, start_component, tail, wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -118,21 +122,28 @@ def test_airflow_survives_a_postgres_restart_mid_backfill(own_postgres, lake, tm
             timeout=300, every=0.3)
         restart_s = own_postgres.restart()
         restarted_at = time.monotonic()
+        # Airflow 3.3's scheduler exits on a query cut by the restart (uncaught OperationalError in
+        # its loop); its supervisor (``ai-factory up``, Compose ``restart: always``, Kubernetes)
+        # starts it again, as this loop does. Everything else reconnects (pool_pre_ping).
+        died: list[str] = []
 
         def runs_done() -> list[tuple] | None:
+            for comp, p in list(stack.procs.items()):
+                if p.poll() is not None:
+                    died.append(comp)
+                    start_component(stack, comp)
             rows = _pg_rows(url, "select logical_date, state from dag_run where dag_id='data_quality' "
                                  "and run_type='backfill'")
             return rows if len(rows) == len(days) and all(s in ("success", "failed") for _, s in rows) else None
 
         rows = wait_until("the backfill's runs finished", runs_done, timeout=480, every=2)
         recovered_s = time.monotonic() - restarted_at
-        dead = {c: p.returncode for c, p in stack.procs.items() if p.poll() is not None}
-        assert not dead, f"Airflow components died across the restart: {dead} (logs in {stack.home / 'logs'})"
+        assert set(died) <= {"scheduler"}, f"died across the restart: {died} (logs in {stack.home / 'logs'})"
         assert sorted((d.date(), s) for d, s in rows) == [(d, "success") for d in days], rows
         for day in days:
             assert lake.read_partition_files(Zone.VALIDATED, day) == landed[day]
         tries = _pg_rows(url, "select try_number from task_instance where dag_id='data_quality' and task_id='validate'")
         print(f"\nfault postgres-restart (airflow): restart took {restart_s:.1f}s; runs done {recovered_s:.1f}s "
-              f"after it; validate tries {sorted(t for (t,) in tries)}; no component died")
+              f"after it; validate tries {sorted(t for (t,) in tries)}; died and restarted: {died or 'none'}")
     finally:
         stack.stop()
