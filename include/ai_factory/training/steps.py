@@ -123,7 +123,7 @@ def tune_worker(
     timeout_seconds: float | None = None,
     threads: int | None = None,
 ) -> dict[str, Any]:
-    """Run one tuning worker on the shared study until its share of ``n_trials`` is done."""
+    """Run one tuning worker on the shared study until the study has ``n_trials`` finished trials."""
     import optuna
     from optuna.trial import TrialState
 
