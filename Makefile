@@ -15,7 +15,7 @@ export AI_FACTORY_CHROMIUM := $(CHROMIUM)
 
 export AI_FACTORY_HOME := $(CURDIR)
 
-.PHONY: up demo test test-fast lint bench venv clean chromium
+.PHONY: up demo test test-fast test-faults lint bench venv clean chromium
 
 venv: $(STAMP)
 
@@ -71,7 +71,10 @@ test: $(STAMP) $(CHROMIUM_STAMP)
 	echo "== make test: $$(( ($$(date +%s) - start) / 60 )) min $$(( ($$(date +%s) - start) % 60 )) s in all =="
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not e2e and not scenario"
+	$(BIN)/python -m pytest -m "not e2e and not scenario and not faults"
+
+test-faults: $(STAMP)
+	$(BIN)/python -m pytest -m faults
 
 lint: $(STAMP)
 	$(BIN)/ruff check dags include plugins bentos tests bench

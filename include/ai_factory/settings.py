@@ -104,6 +104,8 @@ class Settings:
     start_date: date
     compute: str
     optuna_storage: str
+    # How long Optuna storage calls wait out an unreachable database (a restart, a failover).
+    optuna_reconnect_seconds: float
     model_store: Path
     serve_host: str
     serve_port: int
@@ -171,6 +173,7 @@ def _load() -> Settings:
         start_date=_env_date("AI_FACTORY_START_DATE", "2026-11-01"),
         compute=_env_choice("AI_FACTORY_COMPUTE", "local", ("local", "kubernetes")),
         optuna_storage=_env("AI_FACTORY_OPTUNA_STORAGE", default_optuna),
+        optuna_reconnect_seconds=_env_float("AI_FACTORY_OPTUNA_RECONNECT_SECONDS", 60.0),
         model_store=Path(_env("BENTOML_HOME", str(home / ".bentoml"))),
         serve_host=_env("AI_FACTORY_SERVE_HOST", "127.0.0.1"),
         serve_port=_env_int("AI_FACTORY_SERVE_PORT", 3000),

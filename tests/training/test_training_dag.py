@@ -52,7 +52,9 @@ def test_training_dag_registers_a_version_that_beats_the_baseline(airflow_db, da
 
     study = optuna.load_study(study_name=md["study_name"], storage=get_settings().optuna_storage)
     finished = study.get_trials(states=tuning.FINISHED)
-    assert len(finished) >= 3 and {t.user_attrs["worker"] for t in finished} == {0, 1}
+    # The budget is the study's: dag.test() runs the mapped workers one after the other, so the
+    # first may finish all of it and the second find nothing left (concurrent workers share it).
+    assert len(finished) >= 3 and {t.user_attrs["worker"] for t in finished} <= {0, 1}
     assert md["best_trial"] == study.best_trial.number
 
     [event] = asset_events("model_candidate")[before:]

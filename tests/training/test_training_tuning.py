@@ -129,9 +129,24 @@ def test_two_workers_tune_one_study_concurrently_on_postgresql(demo_lake, tmp_pa
     finished = study.get_trials(states=tuning.FINISHED)
     assert len(finished) == 6
     by_worker = {w: [t for t in finished if t.user_attrs["worker"] == w] for w in (0, 1)}
-    assert [len(by_worker[0]), len(by_worker[1])] == [3, 3]
+    # One budget for the study: both workers took part, however the six trials fell between them.
+    assert len(by_worker[0]) >= 1 and len(by_worker[1]) >= 1 and len(by_worker[0]) + len(by_worker[1]) == 6
     spans = {w: (min(t.datetime_start for t in ts), max(t.datetime_complete for t in ts))
              for w, ts in by_worker.items()}
     # Really concurrent: each worker was mid-study while the other was running trials.
     assert max(spans[0][0], spans[1][0]) < min(spans[0][1], spans[1][1]), spans
     assert study.best_trial.state == TrialState.COMPLETE and 0.5 < study.best_value <= 1.0
+
+
+def test_the_budget_is_the_studys_and_failing_configurations_do_not_loop(tmp_path):
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'budget.db'}")
+    assert tuning.next_step(study, 2) == tuning.Step.RUN
+    first = study.ask()
+    assert tuning.next_step(study, 2) == tuning.Step.RUN  # 0 finished + 1 running < 2
+    second = study.ask()
+    assert tuning.next_step(study, 2) == tuning.Step.WAIT  # the rest is running elsewhere
+    study.tell(first, 0.5)
+    study.tell(second, state=TrialState.FAIL)
+    assert tuning.next_step(study, 2) == tuning.Step.RUN  # a failed trial is made up for
+    study.tell(study.ask(), state=TrialState.FAIL)
+    assert tuning.next_step(study, 2) == tuning.Step.DONE  # as many failures as the budget: stop

@@ -123,9 +123,8 @@ def tune_worker(
     timeout_seconds: float | None = None,
     threads: int | None = None,
 ) -> dict[str, Any]:
-    """Run one tuning worker on the shared study until its share of ``n_trials`` is done."""
+    """Run one tuning worker on the shared study until the study has ``n_trials`` finished trials."""
     import optuna
-    from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
     from ai_factory.settings import get_settings
@@ -149,15 +148,12 @@ def tune_worker(
     if "window" not in st.user_attrs:
         st.set_user_attr("window", window.to_dict())
         st.set_user_attr("spec_fingerprint", spec.fingerprint())
-    quota = tuning.worker_quota(n_trials, workers)
-    mine = len(tuning.finished_trials(st, worker))
     total = len(tuning.finished_trials(st))
-    remaining = min(quota - mine, n_trials - total)
-    log.info("tuning worker %d/%d on study '%s' (%s): budget %d trials, %d finished (%d by this worker), "
-             "%d to run", worker, workers, study, _redact(storage_url), n_trials, total, mine, max(remaining, 0))
+    log.info("tuning worker %d/%d on study '%s' (%s): budget %d trials, %d finished", worker, workers, study,
+             _redact(storage_url), n_trials, total)
 
     ran = 0
-    if remaining > 0:
+    if total < n_trials:
         frames = load_frames(_lake(data_root), spec, window, ("train", "validation"))
         cache: dict[str, Prepared] = {}
         base = space.base_params()
@@ -190,15 +186,28 @@ def tune_worker(
             log.info("worker %d: trial %d %s value=%s; study %d/%d finished, best=%.5f", worker, trial.number,
                      trial.state.name.lower(), trial.value, done, n_trials, best)
 
-        st.optimize(
-            objective,
-            n_trials=remaining,
-            timeout=timeout_seconds,
-            callbacks=[progress, MaxTrialsCallback(n_trials, states=tuning.FINISHED)],
-            # A diverging configuration fails its own trial, not the worker.
-            catch=(FloatingPointError,),
-            gc_after_trial=True,
-        )
+        deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+        # The budget belongs to the study, not to a worker: a worker takes trials while the study
+        # is short of n_trials, and waits while the rest are running elsewhere, so that a worker
+        # killed mid-trial (its trial failed by heartbeat and re-queued) is made up for by the others.
+        while deadline is None or time.monotonic() < deadline:
+            step = tuning.next_step(st, n_trials)
+            if step == tuning.Step.DONE:
+                break
+            if step == tuning.Step.WAIT:
+                time.sleep(space.heartbeat.interval_seconds)
+                continue
+            st.optimize(
+                objective,
+                n_trials=1,
+                callbacks=[progress],
+                # A diverging configuration fails its own trial, not the worker.
+                catch=(FloatingPointError,),
+                gc_after_trial=True,
+            )
+        else:
+            log.warning("worker %d: tuning timeout (%ss) reached with %d/%d trials finished", worker,
+                        timeout_seconds, len(tuning.finished_trials(st)), n_trials)
 
     summary = {
         "study": study,

@@ -15,21 +15,30 @@
   ``grace_period_seconds`` and :class:`~optuna.storages.RetryHeartbeatStaleTrialCallback`
   (the successor of ``RetryFailedTrialCallback``, deprecated in Optuna 4.9) re-queues its
   parameters, so the study goes on.
-* **Budget**: ``n_trials`` finished (complete or pruned) trials for the whole study; each of
-  the ``workers`` workers runs at most ``ceil(n_trials / workers)`` of them, and all stop
-  once the study has ``n_trials``. Concurrent workers can overshoot by at most
-  ``workers - 1`` trials.
+* **Reconnects**: every storage call (the heartbeat thread's included) is retried while the
+  database is unreachable, for up to ``AI_FACTORY_OPTUNA_RECONNECT_SECONDS`` (default 60):
+  a PostgreSQL restart or failover pauses the workers instead of killing them (an
+  unretried heartbeat thread died with its connection, and the trial it kept alive was
+  failed under a live worker). Stale pooled connections are replaced (``pool_pre_ping``).
+* **Budget**: ``n_trials`` finished (complete or pruned) trials for the whole study, not a
+  share per worker (:func:`next_step`): a worker starts a trial while finished + running
+  trials are fewer than ``n_trials``, and otherwise waits for the running ones to finish or
+  go stale, so a killed worker's trial is failed, re-queued and run by a survivor and the
+  study still ends with its budget. Two workers deciding at the same instant can overshoot
+  by one trial each.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import math
 import random
 import time
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +73,64 @@ def study_name(spec_name: str, key: str) -> str:
     return f"{spec_name}.{key}"
 
 
+def _is_disconnect(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) says the database could not be reached."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OperationalError | InterfaceError):
+            return True
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return True
+        seen = seen.__cause__
+    return False
+
+
+def _reconnecting(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: ReconnectingRDBStorage, *args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + self.reconnect_seconds
+        delay = 0.2
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as exc:
+                if not _is_disconnect(exc) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning("Optuna storage unreachable in %s (%s); retrying in %.1fs", method.__name__,
+                            type(exc.__cause__ or exc).__name__, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    return call
+
+
+class ReconnectingRDBStorage(RDBStorage):
+    """Optuna's RDB storage whose calls wait out a database restart instead of failing.
+
+    A statement cut by the restart was rolled back by the server, so running it again is
+    safe; the one exception is a commit whose acknowledgement was lost, which a retry
+    reports as Optuna's own error (e.g. a trial already finished).
+    """
+
+    reconnect_seconds: float = 60.0
+
+
+for _name in ("create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
+              "get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
+              "get_study_user_attrs", "get_study_system_attrs", "get_trial_user_attrs", "get_trial_system_attrs",
+              "get_all_studies", "create_new_trial", "set_trial_param", "get_trial_param",
+              "set_trial_state_values", "set_trial_intermediate_value", "set_trial_user_attr",
+              "set_trial_system_attr", "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials",
+              "get_best_trial", "record_heartbeat", "_get_stale_trial_ids"):
+    setattr(ReconnectingRDBStorage, _name, _reconnecting(getattr(RDBStorage, _name)))
+
+
 def make_storage(url: str, heartbeat: HeartbeatConfig | None = None) -> RDBStorage:
-    """An RDB storage with heartbeats and the stale-trial retry callback."""
+    """An RDB storage with heartbeats, the stale-trial retry callback, and reconnects."""
+    from ai_factory.settings import get_settings
+
     heartbeat = heartbeat or HeartbeatConfig()
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:///"):
@@ -82,13 +147,15 @@ def make_storage(url: str, heartbeat: HeartbeatConfig | None = None) -> RDBStora
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(
+                storage = ReconnectingRDBStorage(
                     url,
                     engine_kwargs=dict(engine_kwargs),
                     heartbeat_interval=heartbeat.interval_seconds,
                     grace_period=heartbeat.grace_period_seconds,
                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.max_retry),
                 )
+                storage.reconnect_seconds = get_settings().optuna_reconnect_seconds
+                return storage
         except (IntegrityError, OperationalError, ProgrammingError) as exc:
             # Workers starting together on an empty database race to create Optuna's tables
             # (PostgreSQL: duplicate type/relation); the loser retries and finds them made.
@@ -211,10 +278,41 @@ def final_params(space: SearchSpace, best: BestTrial | None, overrides: dict[str
     return params
 
 
-def worker_quota(n_trials: int, workers: int) -> int:
-    if n_trials < 1 or workers < 1:
-        raise ValueError(f"n_trials and workers must be >= 1 (got n_trials={n_trials}, workers={workers})")
-    return math.ceil(n_trials / workers)
+class Step(StrEnum):
+    """What a tuning worker does next."""
+
+    RUN = "run"
+    WAIT = "wait"
+    DONE = "done"
+
+
+def next_step(study: optuna.Study, n_trials: int) -> Step:
+    """Run a trial, wait for the running ones, or stop: the study's budget is ``n_trials`` finished trials.
+
+    Stale trials (a worker that stopped heartbeating) are failed first, which re-queues their
+    parameters (the storage's stale-trial callback). A study with ``n_trials`` failed trials
+    stops too: every configuration failing is a bug to look at, not a reason to loop.
+    """
+    if n_trials < 1:
+        raise ValueError(f"n_trials must be >= 1 (got {n_trials})")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    trials = study.get_trials(deepcopy=False)
+    counts = Counter(t.state for t in trials)
+    finished = sum(counts[s] for s in FINISHED)
+    if finished >= n_trials:
+        return Step.DONE
+    # A trial failed by heartbeat and re-queued is a lost worker, not a failing configuration.
+    requeued = {t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs}
+    failed = sum(1 for t in trials if t.state == TrialState.FAIL and t.number not in requeued)
+    if failed >= n_trials:
+        log.warning("study '%s' has %d failed trials (budget %d) and %d finished; stopping", study.study_name,
+                    failed, n_trials, finished)
+        return Step.DONE
+    if finished + counts[TrialState.RUNNING] < n_trials:
+        return Step.RUN
+    return Step.WAIT
 
 
 def route_optuna_logs() -> None:

@@ -1,0 +1,69 @@
+"""Fixtures of the fault-injection suite (``-m faults``): isolated stores, small data, a space of fast trials."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ai_factory.storage import DataLake
+
+from fault_helpers import write_validated
+from own_postgres import OwnPostgres, server_bin_dir
+
+
+@pytest.fixture
+def train_env(lake: DataLake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DataLake]:
+    """An isolated data root and model store, one torch thread per process, five validated days."""
+    from ai_factory.settings import reset_settings
+
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    monkeypatch.setenv("AI_FACTORY_OPTUNA_STORAGE", f"sqlite:///{tmp_path / 'optuna.db'}")
+    monkeypatch.setenv("AI_FACTORY_XCOM_DIR", str(tmp_path / "no-xcom-here"))
+    monkeypatch.setenv("AI_FACTORY_TORCH_THREADS", "1")
+    monkeypatch.setenv("BENTOML_DO_NOT_TRACK", "true")
+    reset_settings()
+    write_validated(lake, days=5, rows=800)
+    yield lake
+    reset_settings()
+
+
+@pytest.fixture
+def slow_trials_space(tmp_path: Path) -> Path:
+    """Trials of a few seconds (small batches, no pruning) so a worker is surely caught mid-trial."""
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump({
+        "trial_max_epochs": 4,
+        "trial_patience": 4,
+        "sampler": {"n_startup_trials": 2, "seed": 7},
+        "pruner": {"name": "none"},
+        "heartbeat": {"interval_seconds": 1, "grace_period_seconds": 3, "max_retry": 1},
+        "fixed": {"n_layers": 1, "embedding_dim_max": 4, "batch_size": 32},
+        "params": {
+            "learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
+            "hidden_size": {"type": "int", "low": 16, "high": 48, "step": 16},
+        },
+    }))
+    return path
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[OwnPostgres]:
+    """A PostgreSQL cluster of this test's own on a free port, removed afterwards (never the shared one)."""
+    from ai_factory.orchestration.stack import free_port
+
+    bin_dir = server_bin_dir()
+    if bin_dir is None:
+        reason = "PostgreSQL server binaries (initdb, pg_ctl) are not installed"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason}; CI must run the PostgreSQL fault tests (install postgresql)")
+        pytest.skip(reason)
+    server = OwnPostgres(bin_dir, free_port())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
