@@ -20,6 +20,8 @@ import pytest
 
 from ai_factory.storage import DataLake, Zone
 
+pytestmark = pytest.mark.faults
+
 DS = date(2026, 3, 5)
 LIMIT = 1 << 20  # the child may write at most 1 MiB per file
 OLD = {"part-0.parquet": b"old-good-bytes" * 1000}
