@@ -127,12 +127,12 @@ def _held(lake: DataLake, day: date) -> dict[Zone, dict[str, bytes]]:
 
 def _set_aside(lake: DataLake, zone: Zone, day: date, files: dict[str, bytes], reason: str, move: bool) -> str:
     """Keep ``files`` out of the way before new bytes take their day; returns where they went."""
-    archive = getattr(lake, "archive_partition", None)
-    if move and archive is not None:
-        # The lake's archive (archive/<zone>/ds=…/<id>/ with _reason.json) where this lake has one.
-        entry = archive(zone, day, reason=reason)
+    if move:
+        # The lake's archive (archive/<zone>/ds=…/<id>/ with _reason.json): moved, never deleted.
+        entry = lake.archive_partition(zone, day, reason=reason)
         if entry is not None:
             return str(entry.path)
+    # A copy that stays beside the zone that still holds the bytes (validated, quarantine).
     digest = hashlib.sha256(b"".join(files[k] for k in sorted(files))).hexdigest()[:12]
     base = posixpath.join(lake.zone_path(Zone.LANDING), SUPERSEDED, f"ds={day.isoformat()}", f"{zone.value}-{digest}")
     for name, data in files.items():
@@ -141,8 +141,6 @@ def _set_aside(lake: DataLake, zone: Zone, day: date, files: dict[str, bytes], r
         "ds": day.isoformat(), "zone": zone.value, "reason": reason, "files": sorted(files),
         "set_aside_at": datetime.now(UTC).isoformat(),
     })
-    if move:
-        lake.remove_partition(zone, day)
     log.warning("ds=%s: kept the %s bytes it held under %s (%s)", day, zone.value, base, reason)
     return base
 
