@@ -96,7 +96,12 @@ def test_deployment_dag_promote_failures_roll_back_and_a_manual_rollback_restore
     # A version whose weights are corrupt: its server never becomes ready.
     broken = reg.get(store.versions["stale"])
     (broken.path / "model.pt").write_bytes(b"not a torch file")
-    bad = dag.test(run_conf={"action": "deploy", "version": broken.version, "target": "local"})
+    from ai_factory.deployment import local
+
+    real_wait = local.wait_ready
+    with monkeypatch.context() as m:  # it will never be ready: waiting the full 120 s proves nothing more
+        m.setattr(local, "wait_ready", lambda url, pid, timeout, log_path=None: real_wait(url, pid, 30.0, log_path))
+        bad = dag.test(run_conf={"action": "deploy", "version": broken.version, "target": "local"})
     assert str(bad.state) == "failed"
     states = task_states(bad)
     assert states["start_candidate"] == "failed" and states["rollback"] == "success"

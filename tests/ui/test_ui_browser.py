@@ -190,12 +190,14 @@ def test_evidently_report_opens_from_the_timeline(signed_in, ui_stack, seeded):
     report.close()
 
 
-def test_models_page(signed_in, ui_stack):
+def test_models_page(signed_in, ui_stack, seeded):
     page = signed_in
     page.goto(f"{ui_stack.url}/plugin/ai-factory-models")
     frame = _plugin_frame(page, "Models")
     assert frame.locator(".card.champion").inner_text().startswith("★ Champion")
-    assert frame.locator("svg.plot circle.point").count() >= 3
+    points = frame.locator("svg.plot circle.point.registered")
+    # One point per registered version, each named by its version.
+    assert sorted(points.nth(i).get_attribute("data-version") for i in range(points.count())) == sorted(seeded.versions)
     frame.locator("details summary").first.click()
     _shot(page, "30-models-in-airflow-ui")
 
