@@ -68,14 +68,22 @@ def test_quarantined_day_notifies_not_only_logs(airflow_db, dagbag, lake, webhoo
     assert any("data_quality.validate failed" in t and f"data quality failed for ds={ds}" in t for t in texts), texts
 
 
-def test_rerunning_a_day_is_idempotent(airflow_db, dagbag, lake):
-    ds = "2026-01-09"
+def test_rerunning_a_day_is_idempotent_and_a_manual_ds_param_wins_over_the_logical_date(airflow_db, dagbag, lake):
+    ds, other = "2026-01-09", "2026-01-20"
     write_day(lake, ds, 500)
+    write_day(lake, other, 300)  # landed too: validating the logical date instead of `ds` would succeed as well
     assert str(_run(dagbag, ds).state) == "success"
     snapshot = {z: lake.read_partition_files(z, ds) for z in (Zone.LANDING, Zone.VALIDATED, Zone.REPORTS_QUALITY)}
-    assert str(_run(dagbag, ds).state) == "success"
+    before = len(asset_events("validated_data"))
+    # The runbook's re-run of one day by hand: the `ds` Param, on a run whose logical date is another day.
+    rerun = dagbag.get_dag("data_quality").test(logical_date=datetime.fromisoformat(other).replace(tzinfo=UTC),
+                                                run_conf={"ds": ds})
+    assert str(rerun.state) == "success"
     assert {z: lake.read_partition_files(z, ds) for z in snapshot} == snapshot
     assert lake.partitions(Zone.VALIDATED) == [datetime.fromisoformat(ds).date()]
+    assert lake.partition_exists(Zone.LANDING, other)
+    [event] = asset_events("validated_data")[before:]
+    assert event["extra"]["ds"] == ds and event["extra"]["rows"] == 500
 
 
 def test_missing_landing_partition_times_out_with_the_path(airflow_db, dagbag, lake, caplog):
@@ -86,3 +94,4 @@ def test_missing_landing_partition_times_out_with_the_path(airflow_db, dagbag, l
     assert "validate" not in task_states(dr) or task_states(dr)["validate"] != "success"
     msgs = [r.getMessage() for r in caplog.records if "no data landed at" in r.getMessage()]
     assert msgs and f"landing/ds={ds}" in msgs[-1]
+

@@ -9,7 +9,7 @@ import pytest
 
 from ai_factory.data.generate import generate_day
 from ai_factory.deployment.smoke import frame_to_records
-from ai_factory.serving.prediction_log import SERVING_COLUMNS, LogConfig, PredictionLogger, _typed
+from ai_factory.serving.prediction_log import LogConfig, PredictionLogger
 from ai_factory.spec import default_spec
 from ai_factory.storage import DataLake, Zone
 
@@ -26,11 +26,26 @@ def _records(n: int, seed: int = 0) -> list[dict]:
     return frame_to_records(SPEC, generate_day(date(2026, 3, 1), n, seed))
 
 
+# The schema the drift monitor reads, written out by hand from specs/credit_default.yaml (not derived by
+# the module's own typing): ints stay int64 (nullable ones Int64), floats float64, categories string.
+EXPECTED_DTYPES = {
+    "age": "int64", "annual_income": "float64", "loan_amount": "float64", "loan_term_months": "int64",
+    "interest_rate": "float64", "credit_score": "int64", "debt_to_income": "float64", "num_open_accounts": "int64",
+    "num_delinquencies_2y": "int64", "credit_utilization": "float64", "months_employed": "Int64",
+    "savings_balance": "float64", "num_dependents": "int64", "previous_loans": "int64", "late_payments_12m": "int64",
+    "employment_type": "string", "home_ownership": "string", "loan_purpose": "string", "region": "string",
+    "education": "string", "has_cosigner": "bool",
+    "prediction": "int64", "probability": "float64", "model_version": "string", "timestamp": "datetime64[ns, UTC]",
+}
+
+
 def _expected(records, predictions, probabilities, version, when) -> pd.DataFrame:
-    """What the pandas writer produced before (and what the monitor was built against)."""
-    rows = [(*(r.get(n) for n in SPEC.feature_names), p, pr, version, when)
+    """The served records as they went in, cast to the literal schema above."""
+    rows = [{**r, "prediction": p, "probability": pr, "model_version": version, "timestamp": when}
             for r, p, pr in zip(records, predictions, probabilities, strict=True)]
-    return _typed(pd.DataFrame.from_records(rows, columns=[*SPEC.feature_names, *SERVING_COLUMNS]), SPEC)
+    frame = pd.DataFrame.from_records(rows, columns=list(EXPECTED_DTYPES))
+    return frame.astype({c: d for c, d in EXPECTED_DTYPES.items() if c != "timestamp"}).assign(
+        timestamp=pd.to_datetime(frame["timestamp"], utc=True))
 
 
 def test_rows_land_in_their_event_day_typed_like_the_pandas_writer(lake):

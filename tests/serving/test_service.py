@@ -157,12 +157,18 @@ def test_single_records_through_the_runner_equal_offline_predictions(runner_serv
         assert one["probability"] == pytest.approx(offline[i, 1], abs=1e-5)
 
 
-async def _burst(url: str, bodies: list[dict], concurrency: int) -> list[int]:
+async def _burst(url: str, bodies: list[dict], concurrency: int, retries_on_503: int = 5) -> list[list[int]]:
+    """Every status each request got: a 503 (BentoML shedding load) is retried, as a client should."""
     sem = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(timeout=30) as client:
-        async def one(body: dict) -> int:
+        async def one(body: dict) -> list[int]:
+            codes: list[int] = []
             async with sem:
-                return (await client.post(url, json=body)).status_code
+                while True:
+                    codes.append((await client.post(url, json=body)).status_code)
+                    if codes[-1] != 503 or len(codes) > retries_on_503:
+                        return codes
+                    await asyncio.sleep(0.1 * len(codes))
 
         return await asyncio.gather(*(one(b) for b in bodies))
 
@@ -174,9 +180,11 @@ def test_concurrent_traffic_through_the_runner_gets_no_server_error(request, whi
     records = frame_to_records(default_spec(), holdout.head(8))
     bodies = [{"records": records[i % 4: i % 4 + 4]} if route == "predict_batch" else records[i % 8]
               for i in range(300)]
-    codes = asyncio.run(_burst(f"{srv['url']}/{route}", bodies, concurrency=12))
-    # 503 is BentoML shedding load on a busy machine, which a client may retry; 500 is a bug.
-    assert 500 not in codes and codes.count(200) >= 0.9 * len(codes), sorted(set(codes))
+    tries = asyncio.run(_burst(f"{srv['url']}/{route}", bodies, concurrency=12))
+    # 503 is BentoML shedding load on a busy machine, which a client retries; anything else is a bug.
+    seen = sorted({code for codes in tries for code in codes})
+    assert set(seen) <= {200, 503}, seen
+    assert [codes[-1] for codes in tries] == [200] * len(bodies), seen  # every request answered in the end
 
 
 def test_health_and_metrics_endpoints(server, good_record):

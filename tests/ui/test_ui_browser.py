@@ -14,6 +14,7 @@ render, as they would on a machine without internet.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from urllib.parse import urlparse
 
 import pytest
 from requires import unavailable
-from ui_seed import CORRUPT_DAY, DRIFT_START, FIRST_DAY, MISSING_DAY
+from ui_seed import CORRUPT_DAY, DRIFT_DAYS, DRIFT_START, FIRST_DAY, MISSING_DAY, PENDING_DAY
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ui]
 
@@ -125,8 +126,11 @@ def test_quality_page(signed_in, ui_stack):
     bad = frame.locator(f'tr[data-ds="{CORRUPT_DAY}"]')
     assert bad.get_attribute("data-status") == "quarantined"
     assert "expect_column_values_to_be_between" in bad.inner_text() and "age" in bad.inner_text()
-    shot = _shot(page, "10-quality-in-airflow-ui")
-    assert shot.stat().st_size > 20_000
+    _shot(page, "10-quality-in-airflow-ui")
+    # Every seeded day has its row, with the status the gate gave it (not only a picture of some size).
+    statuses = {frame.locator(f'tr[data-ds="{d}"]').get_attribute("data-status")
+                for d in (FIRST_DAY, CORRUPT_DAY, PENDING_DAY, MISSING_DAY)}
+    assert statuses == {"passed", "quarantined", "pending", "missing"}
 
 
 def test_data_docs_page_opens_from_its_link(signed_in, ui_stack):
@@ -146,16 +150,29 @@ def test_data_docs_page_opens_from_its_link(signed_in, ui_stack):
     docs.close()
 
 
-def test_drift_page(signed_in, ui_stack):
+def _drift_summary(seeded: Any, day: Any) -> dict[str, Any]:
+    return json.loads((seeded.data_root / f"reports/drift/ds={day}/summary.json").read_text())
+
+
+def test_drift_page(signed_in, ui_stack, seeded):
     page = signed_in
     page.goto(f"{ui_stack.url}/plugin/ai-factory-drift")
     frame = _plugin_frame(page, "Drift")
-    frame.locator("svg.plot").wait_for()
-    assert frame.locator("svg.plot rect.bar.drift").count() >= 1
+    frame.locator("input[name=start]").fill(FIRST_DAY.isoformat())
+    frame.locator("input[name=end]").fill(MISSING_DAY.isoformat())
+    frame.get_by_role("button", name="Show").click()
+    frame.locator(f'svg.plot rect.bar[data-ds="{DRIFT_DAYS[0]}"]').wait_for()
+    # Quiet before the seeded covariate drift, drifted on its first day, with the columns the monitor named.
+    assert frame.locator(f'svg.plot rect.bar.no_drift[data-ds="{DRIFT_DAYS[0]}"]').count() == 1
+    drifted = frame.locator(f'svg.plot rect.bar.drift[data-ds="{DRIFT_START}"]')
+    assert drifted.count() == 1
+    tip = drifted.locator("title").text_content()
+    columns = _drift_summary(seeded, DRIFT_START)["drift"]["drifted_columns"]
+    assert columns and tip.startswith(f"{DRIFT_START}: DRIFT") and tip.endswith("drifted: " + ", ".join(columns))
     _shot(page, "20-drift-in-airflow-ui")
 
 
-def test_evidently_report_opens_from_the_timeline(signed_in, ui_stack):
+def test_evidently_report_opens_from_the_timeline(signed_in, ui_stack, seeded):
     page = signed_in
     page.goto(f"{ui_stack.url}/ai-factory/drift?{RANGE}")
     bar = page.locator(f'svg.plot a[href$="ds={DRIFT_START}/report.html"]')
@@ -165,17 +182,22 @@ def test_evidently_report_opens_from_the_timeline(signed_in, ui_stack):
     report.wait_for_load_state("load")
     # Evidently renders with its own (inline) JavaScript; wait until it has drawn something.
     report.wait_for_function("document.body && document.body.innerText.length > 200")
-    assert "drift" in report.inner_text("body").lower()
+    assert f"ds={DRIFT_START}: DRIFT" in report.inner_text("body")  # the day, and the monitor's decision
+    html = report.content()
+    for column in _drift_summary(seeded, DRIFT_START)["drift"]["drifted_columns"]:  # each drifted column's row
+        assert re.search(rf"<tr><td>{re.escape(column)}</td>(?:(?!</tr>).)*>drift</td></tr>", html), column
     _shot(report, "21-evidently-report")
     report.close()
 
 
-def test_models_page(signed_in, ui_stack):
+def test_models_page(signed_in, ui_stack, seeded):
     page = signed_in
     page.goto(f"{ui_stack.url}/plugin/ai-factory-models")
     frame = _plugin_frame(page, "Models")
     assert frame.locator(".card.champion").inner_text().startswith("★ Champion")
-    assert frame.locator("svg.plot circle.point").count() >= 3
+    points = frame.locator("svg.plot circle.point.registered")
+    # One point per registered version, each named by its version.
+    assert sorted(points.nth(i).get_attribute("data-version") for i in range(points.count())) == sorted(seeded.versions)
     frame.locator("details summary").first.click()
     _shot(page, "30-models-in-airflow-ui")
 
