@@ -228,7 +228,13 @@ class DatasetSpec(_Strict):
 
     def fingerprint(self) -> str:
         """A stable hash of the spec's content (recorded with every model version)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        data = self.model_dump(mode="json")
+        # Keys added to the spec format later are left out while unused, so a spec that does
+        # not use them keeps its fingerprint (training windows and suites recorded it).
+        for key, unused in (("time_column", None), ("ignore", [])):
+            if data.get(key) == unused:
+                data.pop(key)
+        blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
