@@ -286,11 +286,13 @@ def edge_report(study: optuna.Study, space: SearchSpace, *, edge_fraction: float
         "widen": best_edges,
     }
     if best_edges or report["best"]["at_last_epoch"]:
-        log.warning("study '%s': the best trial sits at the edge of the search space (%s)%s; widen the range in "
-                    "the search-space file", study.study_name,
-                    ", ".join(f"{k} {v}" for k, v in best_edges.items()) or "no parameter",
-                    f" and at its last epoch ({space.trial_max_epochs}): raise trial_max_epochs"
-                    if report["best"]["at_last_epoch"] else "")
+        advice = []
+        if best_edges:
+            advice.append("at the edge of the search space (" + ", ".join(f"{k} {v}" for k, v in best_edges.items())
+                          + "): widen those ranges")
+        if report["best"]["at_last_epoch"]:
+            advice.append(f"at its last epoch ({space.trial_max_epochs}): raise trial_max_epochs")
+        log.warning("study '%s': the best trial sits %s", study.study_name, "; and ".join(advice))
     return report
 
 
