@@ -190,16 +190,22 @@ def goals(row: dict[str, Any]) -> dict[str, bool | None]:
     }
 
 
-def run(datasets: tuple[str, ...] = DATASETS, trials: int = 6, demo_rows: int = 1500,
-        threads: int | None = None) -> dict[str, Any]:
-    rows = []
+def run(datasets: tuple[str, ...] = DATASETS, trials: int = 4, demo_rows: int = 1000,
+        threads: int | None = None, output: Path | None = None) -> dict[str, Any]:
+    """Every dataset in turn; with ``output`` the JSON is rewritten after each (a killed run keeps its rows)."""
+    rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
+    out: dict[str, Any] = {}
     for name in datasets:
         with bench_env(f"mq-{name}") as root:
             rows.append(run_dataset(name, root, trials, demo_rows, threads))
-    return {"trials": trials, "demo_rows_per_day": demo_rows, "threads": threads,
-            "load_average": os.getloadavg(), "cpus": os.cpu_count(), "seconds": round(time.perf_counter() - t0, 1),
-            "datasets": rows}
+        out = {"trials": trials, "demo_rows_per_day": demo_rows, "threads": threads,
+               "load_average": os.getloadavg(), "cpus": os.cpu_count(),
+               "seconds": round(time.perf_counter() - t0, 1), "datasets": rows}
+        if output is not None:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(json.dumps(out, indent=2, default=str) + "\n")
+    return out
 
 
 def _fmt(x: Any, digits: int = 4) -> str:
@@ -227,8 +233,8 @@ def print_table(out: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
-    p.add_argument("--trials", type=int, default=6)
-    p.add_argument("--demo-rows", type=int, default=1500, help="demo rows per day (5 days)")
+    p.add_argument("--trials", type=int, default=4)
+    p.add_argument("--demo-rows", type=int, default=1000, help="demo rows per day (5 days)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--output", type=Path, default=RESULTS, help="raw JSON result file")
     p.add_argument("--json", action="store_true")
@@ -236,9 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     # ``python -m bench`` calls main() without arguments: the defaults.
     args = p.parse_args(argv if argv is not None else [])
     setup_logging(args.verbose)
-    out = run(tuple(args.datasets), args.trials, args.demo_rows, args.threads)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(out, indent=2, default=str) + "\n")
+    out = run(tuple(args.datasets), args.trials, args.demo_rows, args.threads, args.output)
     if args.json:
         sys.stdout.write(json.dumps(out, indent=2, default=str) + "\n")
     else:
