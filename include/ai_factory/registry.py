@@ -87,6 +87,7 @@ class ModelVersion:
             "objective": self.metadata.get("objective"),
             "metrics": self.metrics,
             "baseline_metrics": self.metadata.get("baseline_metrics"),
+            "reference_baseline": self.metadata.get("reference_baseline"),
             "window": self.metadata.get("window"),
             "code_version": self.metadata.get("code_version"),
         }
@@ -279,6 +280,9 @@ class ModelRegistry:
             "reliability": evaluation.get("holdout_reliability"),
             "uncalibrated_metrics": evaluation.get("holdout_uncalibrated"),
             "proper_score": evaluation.get("proper_score"),
+            # HistGradientBoosting fitted on the same rows, scored on the same holdout:
+            # {family, metrics, fit_seconds, comparison} (ai_factory.training.reference_baseline).
+            "reference_baseline": evaluation.get("reference_baseline"),
             "preprocessing": meta["preprocessing"],
             "code_version": code_version(self._repo_home()),
             "package_version": __version__,

@@ -63,6 +63,10 @@ class TrainParams(_Strict):
     # Binary decision threshold chosen on validation: best F1, or lowest FP + cost_ratio x FN.
     threshold_metric: Literal["f1", "cost"] = "f1"
     cost_ratio: float = Field(default=1.0, gt=0.0)
+    # Regression loss on the standardised target: mse, or huber (robust to outlying targets;
+    # huber_delta in target standard deviations). Searchable like any other field.
+    regression_loss: Literal["mse", "huber"] = "mse"
+    huber_delta: float = Field(default=1.0, gt=0.0)
 
     def with_overrides(self, **overrides: Any) -> TrainParams:
         """A copy with ``overrides`` applied and validated (unknown names raise :class:`ConfigError`)."""

@@ -248,8 +248,10 @@ def train(
     if weights is not None:
         log.info("[%s] loss weights from %s training rows: %s", label, f"{len(train_split):,}",
                  ", ".join(f"{w:.3f}" for w in weights.tolist()))
-    loss_fn = loss_function(task, None if weights is None else weights.to(device.device))
-    val_loss_fn = loss_function(task, weights)
+    loss_fn = loss_function(task, None if weights is None else weights.to(device.device),
+                            regression_loss=params.regression_loss, huber_delta=params.huber_delta)
+    val_loss_fn = loss_function(task, weights, regression_loss=params.regression_loss,
+                                huber_delta=params.huber_delta)
     model.to(device.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(

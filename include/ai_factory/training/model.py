@@ -107,13 +107,22 @@ def build_model_config(
     )
 
 
-def loss_function(task: TaskType | str, weights: torch.Tensor | None = None) -> nn.Module:
-    """The task's loss; ``weights`` is ``pos_weight`` (binary) or per-class weights (multiclass)."""
+def loss_function(task: TaskType | str, weights: torch.Tensor | None = None, *, regression_loss: str = "mse",
+                  huber_delta: float = 1.0) -> nn.Module:
+    """The task's loss; ``weights`` is ``pos_weight`` (binary) or per-class weights (multiclass).
+
+    Regression: ``mse``, or ``huber`` (quadratic within ``huber_delta`` standard deviations of
+    the standardised target, linear beyond: a few outlying targets stop dominating the fit).
+    """
     task = TaskType(task)
     if task == TaskType.BINARY:
         return nn.BCEWithLogitsLoss(pos_weight=weights)
     if task == TaskType.MULTICLASS:
         return nn.CrossEntropyLoss(weight=weights)
+    if regression_loss == "huber":
+        return nn.HuberLoss(delta=huber_delta)
+    if regression_loss != "mse":
+        raise ValueError(f"unknown regression_loss {regression_loss!r}; known: mse, huber")
     return nn.MSELoss()
 
 

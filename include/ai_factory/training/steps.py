@@ -220,7 +220,8 @@ def tune_worker(
     }
     try:
         best = tuning.best_trial(st)
-        summary.update(best_trial=best.number, best_value=best.value, best_params=best.params)
+        summary.update(best_trial=best.number, best_value=best.value, best_params=best.params,
+                       search_space_edges=tuning.edge_report(st, space))
     except tuning.TuningError as exc:
         log.warning("%s", exc)
     return summary
@@ -366,7 +367,8 @@ def evaluate(window_uri: str, model_uri: str, *, data_root: str | None = None,
     Classification metrics are of the calibrated probabilities (what serving returns), with
     the ``*_at_threshold`` metrics at the stored decision threshold; ``<split>_uncalibrated``
     holds the raw model's for comparison and ``<split>_reliability`` the reliability diagram.
-    The baseline predicts the prior (or mean) of the rows the model was trained on. A model
+    The baseline predicts the prior (or mean) of the rows the model was trained on;
+    ``reference_baseline`` is a HistGradientBoosting model fitted on those same rows. A model
     refitted on train + validation has seen the validation rows: its validation metrics are
     in-sample (``validation_in_training``), only the holdout judges it.
     With ``output`` the result is also written there (the registry reads it from that file).
@@ -374,6 +376,7 @@ def evaluate(window_uri: str, model_uri: str, *, data_root: str | None = None,
     from ai_factory.training.calibration import class_prior, reliability_diagram
     from ai_factory.training.metrics import prior_metrics
     from ai_factory.training.predictor import Predictor
+    from ai_factory.training.reference_baseline import reference_baseline
 
     predictor = Predictor.from_dir(model_uri)
     spec = predictor.spec
@@ -412,6 +415,10 @@ def evaluate(window_uri: str, model_uri: str, *, data_root: str | None = None,
         out[split] = compute_metrics(task, y_eval, preds, predictor.threshold)
         out[f"{split}_baseline"] = prior_metrics(task, prior, y_eval)
         out[f"{split}_rows"] = len(df)
+    # The reference model (HistGradientBoosting) on exactly the rows the MLP was trained on.
+    out["reference_baseline"] = reference_baseline(spec, pd.concat(trained_on, ignore_index=True),
+                                                   {"holdout": frames["holdout"]},
+                                                   model_metrics=out["holdout"])
     proper = "rmse" if task == TaskType.REGRESSION else "log_loss"
     out["proper_score"] = {"metric": proper, "model": out["holdout"][proper],
                            "baseline": out["holdout_baseline"][proper],

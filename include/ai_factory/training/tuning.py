@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import random
 import time
 import warnings
@@ -313,6 +314,96 @@ def next_step(study: optuna.Study, n_trials: int) -> Step:
     if finished + counts[TrialState.RUNNING] < n_trials:
         return Step.RUN
     return Step.WAIT
+
+
+EDGE_FRACTION = 0.1
+
+
+def _position(value: Any, dist: FloatDist | IntDist | CategoricalDist) -> float | None:
+    """Where ``value`` sits in its range, 0 (low) .. 1 (high); log ranges on the log scale.
+
+    Categorical choices count as ordered only when all are numbers (batch sizes); other
+    categoricals have no edge and give None.
+    """
+    if isinstance(dist, CategoricalDist):
+        numeric = [c for c in dist.choices if isinstance(c, int | float) and not isinstance(c, bool)]
+        if len(numeric) != len(dist.choices) or len(numeric) < 2 or value not in numeric:
+            return None
+        ordered = sorted(numeric)
+        return ordered.index(value) / (len(ordered) - 1)
+    low, high, v = float(dist.low), float(dist.high), float(value)
+    if high == low:
+        return None
+    if dist.log:
+        low, high, v = math.log(low), math.log(high), math.log(v)
+    return (v - low) / (high - low)
+
+
+def edge_report(study: optuna.Study, space: SearchSpace, *, edge_fraction: float = EDGE_FRACTION,
+                top_fraction: float = 0.25) -> dict[str, Any]:
+    """Is the search space too small? Where the best trials sit in it, and whether they ran out of epochs.
+
+    * ``best.edges``: parameters of the best trial within ``edge_fraction`` of their range's
+      low or high end (``{name: "low"|"high"}``): the optimum may lie beyond the range.
+    * ``best.at_last_epoch``: the best trial's best epoch was its last allowed one
+      (``trial_max_epochs``): it was stopped by the budget, not by validation.
+    * ``top``: over the best ``top_fraction`` of complete trials (at least one), the share at
+      each parameter's low/high edge and at their last epoch — how often, not just once.
+    * ``widen``: parameters whose best trial is at an edge, with the side to widen.
+    """
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    if not complete:
+        return {"complete_trials": 0}
+    reverse = objective_for_direction(study) == "maximize"
+    ranked = sorted(complete, key=lambda t: float(t.value or 0.0), reverse=reverse)
+    top = ranked[:max(1, math.ceil(len(ranked) * top_fraction))]
+
+    def edges(trial: FrozenTrial) -> dict[str, str]:
+        out = {}
+        for name, dist in space.params.items():
+            if name not in trial.params:
+                continue
+            pos = _position(trial.params[name], dist)
+            if pos is None:
+                continue
+            if pos <= edge_fraction:
+                out[name] = "low"
+            elif pos >= 1.0 - edge_fraction:
+                out[name] = "high"
+        return out
+
+    def last_epoch(trial: FrozenTrial) -> bool:
+        return trial.user_attrs.get("best_epoch") == space.trial_max_epochs
+
+    best = ranked[0]
+    best_edges = edges(best)
+    top_edges = [edges(t) for t in top]
+    share = {name: {side: round(sum(e.get(name) == side for e in top_edges) / len(top), 3)
+                    for side in ("low", "high")}
+             for name in space.params}
+    at_last = last_epoch(best)
+    report: dict[str, Any] = {
+        "complete_trials": len(complete),
+        "edge_fraction": edge_fraction,
+        "best": {"number": best.number, "edges": best_edges, "at_last_epoch": at_last,
+                 "best_epoch": best.user_attrs.get("best_epoch"), "trial_max_epochs": space.trial_max_epochs},
+        "top": {"trials": len(top), "at_last_epoch": round(sum(map(last_epoch, top)) / len(top), 3),
+                "at_edge": {k: v for k, v in share.items() if v["low"] or v["high"]}},
+        "widen": best_edges,
+    }
+    if best_edges or at_last:
+        advice = []
+        if best_edges:
+            advice.append("at the edge of the search space (" + ", ".join(f"{k} {v}" for k, v in best_edges.items())
+                          + "): widen those ranges")
+        if at_last:
+            advice.append(f"at its last epoch ({space.trial_max_epochs}): raise trial_max_epochs")
+        log.warning("study '%s': the best trial sits %s", study.study_name, "; and ".join(advice))
+    return report
+
+
+def objective_for_direction(study: optuna.Study) -> str:
+    return "maximize" if study.direction == optuna.study.StudyDirection.MAXIMIZE else "minimize"
 
 
 def route_optuna_logs() -> None:

@@ -254,6 +254,16 @@ def _decision_view(entry: dict[str, Any], primary: str | None) -> dict[str, Any]
     }
 
 
+def _reference_view(ref: dict[str, Any] | None, metrics: dict[str, Any], primary: str | None) -> dict[str, Any] | None:
+    """The version's MLP against the HistGradientBoosting fitted on the same rows, on the primary metric."""
+    if not ref:
+        return None
+    ref_metrics = ref.get("metrics") or {}
+    return {"family": ref.get("family"), "metric": primary, "model": metrics.get(primary) if primary else None,
+            "reference": ref_metrics.get(primary) if primary else None, "fit_seconds": ref.get("fit_seconds"),
+            "error": ref.get("error"), "metrics": ref_metrics}
+
+
 def models_overview(registry: Any) -> dict[str, Any]:
     """Versions (newest first) with metrics, gate decisions and champion status, plus the leaderboard."""
     versions = registry.list_versions()
@@ -276,6 +286,7 @@ def models_overview(registry: Any) -> dict[str, Any]:
             "objective": v.metadata.get("objective"),
             "metrics": v.metrics,
             "primary_value": v.metrics.get(primary) if primary else None,
+            "reference": _reference_view(v.metadata.get("reference_baseline"), v.metrics, primary),
             "window": v.metadata.get("window"),
             "params": v.metadata.get("params"),
             "code_version": v.metadata.get("code_version"),

@@ -253,6 +253,15 @@ def _rules_table(decision: dict[str, Any]) -> str:
             f'<th>improvement</th><th>detail</th></tr></thead><tbody>{rows}</tbody></table>')
 
 
+def _reference_cell(ref: dict[str, Any] | None) -> str:
+    if not ref:
+        return '<span class="muted">—</span>'
+    if ref.get("error"):
+        return f'<span class="muted" title="{escape(str(ref["error"]))}">not fitted</span>'
+    return (f'{_num(ref.get("model"))} vs {_num(ref.get("reference"))}'
+            f'<br><span class="muted">HGB fit {_num(ref.get("fit_seconds"), 1)} s</span>')
+
+
 def models_page(data: dict[str, Any], error: str | None = None) -> str:
     if error:
         return _layout("models", "Models", f'<div class="empty">{escape(error)}</div>')
@@ -272,11 +281,14 @@ def models_page(data: dict[str, Any], error: str | None = None) -> str:
     shown = [m for m in SHOWN_METRICS if any(m in v["metrics"] for v in versions)]
     head = "".join(f'<th>{escape(m)}{"<br><span class=muted>primary</span>" if m == metric else ""}</th>'
                    for m in shown)
+    head += f'<th>MLP vs HistGradientBoosting<br><span class=muted>{escape(metric or "")}, same rows</span></th>'
+
     rows, details = [], []
     for v in versions:
         d = v.get("decision")
         star = '<span class="star" title="champion">★</span> ' if v["is_champion"] else ""
         cells = "".join(f'<td class="num">{_num(v["metrics"].get(m))}</td>' for m in shown)
+        cells += f'<td class="num reference">{_reference_cell(v.get("reference"))}</td>'
         promoted = "<br>".join(escape(when(p)) for p in v.get("promoted_at") or []) or '<span class="muted">—</span>'
         if d:
             prim = d.get("primary") or {}
