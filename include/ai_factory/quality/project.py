@@ -123,3 +123,12 @@ def init_suite(spec: DatasetSpec, settings: Settings | None = None, reference_da
         out["reference_days"] = []
     log.info("suite %s: distributions %s", names["suite"], out["distributions"])
     return out
+
+
+def refresh_suite(before: str | date | None = None, settings: Settings | None = None) -> dict[str, Any]:
+    """The ``data_quality`` DAG's ``refresh_suite`` Param: :func:`init_suite` for the configured spec."""
+    from ai_factory.spec import load_spec
+    from ai_factory.storage import as_date
+
+    settings = settings or get_settings()
+    return init_suite(load_spec(settings.spec_path), settings, before=as_date(before) if before else None)

@@ -85,6 +85,11 @@ def reference_stats(spec: DatasetSpec, reference: pd.DataFrame, day_rows: int | 
             raise ValueError(f"reference column {f.name!r} has no non-null values")
         scale = math.sqrt(1.0 / min(n_day, len(col)) + 1.0 / len(col))
         std = float(col.std(ddof=0))
+        # A reference that never saw a rare value (a pixel almost always 0) has a std near 0 and a
+        # zero-width band that one such value in a day breaks; one pseudo-observation across the
+        # spec's range bounds that, and fades as the reference grows.
+        span = (f.max - f.min) if f.min is not None and f.max is not None else 0.0
+        noise_std = math.sqrt(std * std + span * span / len(col))
         bands = {}
         for q in qs:
             spread = z * math.sqrt(q * (1.0 - q)) * scale
@@ -92,7 +97,7 @@ def reference_stats(spec: DatasetSpec, reference: pd.DataFrame, day_rows: int | 
             bands[float(q)] = (float(lo), float(hi))
         stats[f.name] = ColumnStats(
             mean=float(col.mean()), std=std, quantiles={float(k): float(v) for k, v in col.quantile(qs).items()},
-            mean_noise=z * std * scale, quantile_bands=bands, day_rows=n_day,
+            mean_noise=z * noise_std * scale, quantile_bands=bands, day_rows=n_day,
         )
     return stats
 
