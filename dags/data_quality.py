@@ -16,7 +16,10 @@ One run per day `ds` (the run's logical date; data-interval schedule, `catchup=T
 
 Re-running a day is idempotent: it replaces that day's outputs and nothing else. A
 quarantined day re-validates from quarantine (same outcome) until ops land a fixed file.
-Manual runs may pass `ds` to validate a specific day.
+Manual runs may pass `ds` to validate a specific day, and `refresh_suite=true` to relearn the
+suite's distribution expectations first from the latest validated days before `ds`
+(`AI_FACTORY_QUALITY_REFERENCE_DAYS` of them; fewer: the spec's contract alone), as
+`ai-factory quality init` does.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ SETTINGS = get_settings()
     params={
         "ds": Param(None, type=["null", "string"], format="date", title="Partition date",
                     description="Validate this day instead of the run's logical date (YYYY-MM-DD)."),
+        "refresh_suite": Param(False, type="boolean", title="Refresh the suite",
+                               description="Relearn the distribution expectations from the latest validated days "
+                                           "before this day, then validate (as `ai-factory quality init`)."),
     },
     tags=["ai-factory", "data-quality", "great-expectations"],
     doc_md=__doc__,
@@ -64,10 +70,14 @@ def data_quality() -> None:
         """Validate the day; publish to validated/ or quarantine with a clear failure."""
         from airflow.sdk.exceptions import AirflowFailException
 
+        from ai_factory.quality.project import refresh_suite
         from ai_factory.quality.validate import QualityGateFailed, run_quality_gate
 
+        ds = resolve_ds(context)
+        if context["params"].get("refresh_suite"):
+            refresh_suite(before=ds)
         try:
-            summary = run_quality_gate(resolve_ds(context))
+            summary = run_quality_gate(ds)
         except QualityGateFailed as exc:
             raise AirflowFailException(str(exc)) from exc
         outlet_events[VALIDATED_DATA].extra = {

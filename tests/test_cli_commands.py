@@ -42,11 +42,11 @@ def _without_ids(suite: dict) -> dict:
             "expectations": [{k: v for k, v in e.items() if k != "id"} for e in suite["expectations"]]}
 
 
-def test_quality_init_with_the_documented_defaults_writes_exactly_the_committed_suite(lake, gx_root, capsys):
+def test_quality_init_demo_reference_writes_exactly_the_committed_suite(lake, gx_root, capsys):
     """The committed suite is what `ai-factory quality init` builds: every key of every expectation,
     learned bounds and quantile ranges included (regenerate it when the spec or the generator changes)."""
     committed = json.loads((REPO / "great_expectations" / "expectations" / "credit_default.json").read_text())
-    code, out = _run(capsys, "quality", "init")
+    code, out = _run(capsys, "quality", "init", "--demo-reference")
     assert code == 0 and out["reference_days"][0] == "2026-01-01" and len(out["reference_days"]) == 7
     written = json.loads((gx_root / "expectations" / "credit_default.json").read_text())
     assert written["id"] != committed["id"]  # init really replaced the suite

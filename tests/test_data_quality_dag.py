@@ -95,3 +95,38 @@ def test_missing_landing_partition_times_out_with_the_path(airflow_db, dagbag, l
     msgs = [r.getMessage() for r in caplog.records if "no data landed at" in r.getMessage()]
     assert msgs and f"landing/ds={ds}" in msgs[-1]
 
+
+def test_refresh_suite_param_learns_distributions_from_the_days_before(airflow_db, dagbag, lake, tmp_path,
+                                                                       monkeypatch):
+    """The contract-only suite of a new dataset gains its distribution warnings through the DAG's Param."""
+    import shutil
+
+    from ai_factory.quality.project import init_suite
+    from ai_factory.quality.validate import run_quality_gate
+    from ai_factory.settings import get_settings, reset_settings
+    from ai_factory.spec import default_spec
+
+    gx = tmp_path / "gx"
+    gx.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[1] / "great_expectations" / "great_expectations.yml", gx)
+    monkeypatch.setenv("AI_FACTORY_GX_ROOT", str(gx))
+    monkeypatch.setenv("AI_FACTORY_QUALITY_REFERENCE_DAYS", "2")
+    reset_settings()
+    assert init_suite(default_spec(), get_settings())["reference_days"] == []
+    for ds in ("2026-01-05", "2026-01-06", "2026-01-07"):
+        write_day(lake, ds, 1000)
+    for ds in ("2026-01-05", "2026-01-06"):
+        assert run_quality_gate(ds)["status"] == "passed"
+    suite = gx / "expectations" / "credit_default.json"
+    contract = len(json.loads(suite.read_text())["expectations"])
+
+    dag = dagbag.get_dag("data_quality")
+    dr = dag.test(logical_date=datetime(2026, 1, 7, tzinfo=UTC), run_conf={"refresh_suite": True})
+    assert str(dr.state) == "success"
+    learned = json.loads(suite.read_text())
+    assert learned["meta"]["distributions"]["days"] == ["2026-01-05", "2026-01-06"]  # before ds, not ds itself
+    warnings = [e for e in learned["expectations"] if e.get("severity") == "warning"]
+    assert len(warnings) == 2 * len(default_spec().numeric_features) and len(learned["expectations"]) > contract
+    summary = lake.read_json(lake.partition_path(Zone.REPORTS_QUALITY, "2026-01-07") + "/summary.json")
+    assert summary["expectations"]["evaluated"] == len(learned["expectations"])
+    assert summary["expectations"]["warnings"] == 0

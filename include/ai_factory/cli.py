@@ -33,6 +33,9 @@ USER_ERRORS = (
     "ai_factory.data.land:LandError",
     "ai_factory.quality.reader:UnreadableFileError",
     "ai_factory.quality.validate:PartitionMissingError",
+    "ai_factory.quality.validate:SuiteMissingError",
+    "ai_factory.quality.project:QualityInitError",
+    "ai_factory.quality.context:GXProjectMissingError",
     "ai_factory.monitoring.config:MonitoringConfigError",
     "ai_factory.monitoring.assembly:AssemblyError",
     "ai_factory.serving.config:ServingConfigError",
@@ -187,34 +190,46 @@ def _register_data(sub: argparse._SubParsersAction) -> None:
 
 # -- quality ------------------------------------------------------------------------
 def cmd_quality_init(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from ai_factory.data.generate import date_range, generate_day
-    from ai_factory.quality.project import init_project
+    from ai_factory.quality.project import init_suite
     from ai_factory.settings import get_settings
     from ai_factory.spec import load_spec
-    from ai_factory.storage import DataLake, Zone
 
     settings = get_settings()
     spec = load_spec(args.spec or settings.spec_path)
-    days = date_range(args.reference_start, args.reference_start + timedelta(days=args.reference_days - 1))
-    if args.from_lake:
-        lake = DataLake(settings.data_root)
-        frames = [lake.read_partition(Zone.VALIDATED, d) for d in days if lake.partition_exists(Zone.VALIDATED, d)]
-        if not frames:
-            raise SystemExit(f"no validated partitions between {days[0]} and {days[-1]} to learn from")
+    if args.demo_reference:
+        _emit(_init_demo_suite(args, spec, settings))
     else:
-        frames = [generate_day(d, args.reference_rows, seed=args.seed) for d in days]
-    names = init_project(spec, pd.concat(frames, ignore_index=True), settings)
-    _emit({"gx_root": str(settings.gx_root), **names, "reference_days": [d.isoformat() for d in days]})
+        _emit(init_suite(spec, settings, reference_days=args.reference_days))
     return 0
+
+
+def _init_demo_suite(args: argparse.Namespace, spec: Any, settings: Any) -> dict[str, Any]:
+    """The committed demo suite: distributions learned from generated credit-default days (reproducible)."""
+    import pandas as pd
+
+    from ai_factory.data.generate import date_range, generate_day
+    from ai_factory.quality.project import QualityInitError, init_project
+
+    days = date_range(args.reference_start, args.reference_start + timedelta(days=(args.reference_days or 7) - 1))
+    frames = [generate_day(d, args.reference_rows, seed=args.seed) for d in days]
+    if set(frames[0].columns) != set(spec.landing_columns):
+        raise QualityInitError(
+            f"--demo-reference generates the credit-default demo's columns, not those of spec {spec.name!r}; "
+            f"drop --demo-reference: the suite then starts from the spec alone and learns from validated days"
+        )
+    source = {"generated": [d.isoformat() for d in days], "rows_per_day": args.reference_rows, "seed": args.seed}
+    names = init_project(spec, pd.concat(frames, ignore_index=True), settings, day_rows=args.reference_rows,
+                         source=source)
+    return {"gx_root": str(settings.gx_root), **names, "reference_days": source["generated"]}
 
 
 def cmd_quality_validate(args: argparse.Namespace) -> int:
     from ai_factory.quality.validate import QualityGateFailed, run_quality_gate
+    from ai_factory.spec import load_spec
 
+    spec = load_spec(args.spec) if args.spec else None
     try:
-        _emit(run_quality_gate(args.ds))
+        _emit(run_quality_gate(args.ds, spec=spec, spec_source=args.spec))
     except QualityGateFailed as exc:
         _emit(exc.summary)
         log.error("%s", exc)
@@ -225,16 +240,21 @@ def cmd_quality_validate(args: argparse.Namespace) -> int:
 def _register_quality(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("quality", help="Great Expectations suite and validation")
     qsub = p.add_subparsers(dest="quality_cmd", required=True)
-    i = qsub.add_parser("init", help="(re)create the GX datasource, suite, validation definition and checkpoint")
+    i = qsub.add_parser("init", help="(re)create the GX datasource, suite, validation definition and checkpoint: "
+                                     "the spec's contract, plus distributions once enough validated days exist")
     i.add_argument("--spec", help="dataset spec (default: AI_FACTORY_SPEC)")
-    i.add_argument("--reference-start", type=_date, default=date(2026, 1, 1))
-    i.add_argument("--reference-days", type=int, default=7)
-    i.add_argument("--reference-rows", type=int, default=5000)
-    i.add_argument("--seed", type=int, default=0)
-    i.add_argument("--from-lake", action="store_true", help="learn from validated partitions instead of generated days")
+    i.add_argument("--reference-days", type=int, default=None,
+                   help="validated days needed to learn distributions; the latest that many are used "
+                        "(default: AI_FACTORY_QUALITY_REFERENCE_DAYS)")
+    i.add_argument("--demo-reference", action="store_true",
+                   help="learn distributions from generated credit-default days (the demo's committed suite)")
+    i.add_argument("--reference-start", type=_date, default=date(2026, 1, 1), help="with --demo-reference")
+    i.add_argument("--reference-rows", type=int, default=5000, help="with --demo-reference")
+    i.add_argument("--seed", type=int, default=0, help="with --demo-reference")
     i.set_defaults(func=cmd_quality_init)
     v = qsub.add_parser("validate", help="validate one day: publish to validated/ or quarantine")
     v.add_argument("--ds", type=_date, required=True)
+    v.add_argument("--spec", help="dataset spec (default: AI_FACTORY_SPEC)")
     v.set_defaults(func=cmd_quality_validate)
 
 

@@ -126,6 +126,10 @@ class Settings:
     serve_standby: bool = False
     # Where `ai-factory up` records its state folders, for later CLI calls in a plain shell.
     stack_file: Path = _REPO_GUESS / ".local" / "stack.json"
+    # Validated days `quality init` needs before it learns distribution expectations (fewer: the
+    # contract alone), and how many standard errors of a day's sampling noise their bands allow.
+    quality_reference_days: int = 7
+    quality_noise_z: float = 5.0
 
     @property
     def start_datetime(self) -> datetime:
@@ -189,6 +193,8 @@ def _load() -> Settings:
         log_backups=_env_int("AI_FACTORY_LOG_BACKUPS", 5),
         serve_standby=_env("AI_FACTORY_SERVE_STANDBY", "false").lower() in ("1", "true", "yes"),
         stack_file=Path(_env("AI_FACTORY_STACK_FILE", str(home / ".local" / "stack.json"))),
+        quality_reference_days=_env_int("AI_FACTORY_QUALITY_REFERENCE_DAYS", 7),
+        quality_noise_z=_env_float("AI_FACTORY_QUALITY_NOISE_Z", 5.0),
     )
 
 

@@ -25,6 +25,10 @@ BATCH_DEFINITION = "whole_partition"
 SITE_NAME = "local_site"
 
 
+class GXProjectMissingError(FileNotFoundError):
+    """``AI_FACTORY_GX_ROOT`` holds no ``great_expectations.yml``."""
+
+
 def names(suite_name: str) -> dict[str, str]:
     """GX object names for a dataset (suite, validation definition, checkpoint)."""
     return {"suite": suite_name, "validation": f"{suite_name}_partition", "checkpoint": f"{suite_name}_checkpoint"}
@@ -55,7 +59,10 @@ def get_context(lake: DataLake | None = None, settings: Settings | None = None) 
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     root = Path(settings.gx_root)
     if not (root / "great_expectations.yml").is_file():
-        raise FileNotFoundError(f"no GX project at {root} (great_expectations.yml missing); run `ai-factory quality init`")
+        raise GXProjectMissingError(
+            f"no GX project at {root} (great_expectations.yml missing): point AI_FACTORY_GX_ROOT at the repository's "
+            f"great_expectations/ folder, or copy its great_expectations.yml there, then run `ai-factory quality init`"
+        )
     return gx.get_context(
         mode="file",
         context_root_dir=str(root),

@@ -38,6 +38,10 @@ class PartitionMissingError(FileNotFoundError):
     """Neither landing nor quarantine holds the partition for this date."""
 
 
+class SuiteMissingError(LookupError):
+    """The dataset has no GX suite/checkpoint yet: ``ai-factory quality init`` builds it."""
+
+
 class QualityGateFailed(RuntimeError):
     """The partition failed critical expectations and was quarantined."""
 
@@ -170,8 +174,11 @@ def _read(files: dict[str, bytes]) -> tuple[pd.DataFrame, str | None]:
 
 
 def validate_frame(df: pd.DataFrame, day: date, spec: DatasetSpec, lake: DataLake, settings: Settings,
-                   update_docs: bool = True) -> tuple[dict[str, Any], str | None]:
-    """Run the checkpoint on ``df``; returns (result as JSON dict, Data Docs page path or None)."""
+                   update_docs: bool = True, spec_source: str | None = None) -> tuple[dict[str, Any], str | None]:
+    """Run the checkpoint on ``df``; returns (result as JSON dict, Data Docs page path or None).
+
+    Raises :class:`SuiteMissingError` (naming ``spec_source`` in the fix) when the dataset has no suite yet.
+    """
     from great_expectations.core.run_identifier import RunIdentifier
 
     ctx = gxctx.get_context(lake, settings)
@@ -180,12 +187,27 @@ def validate_frame(df: pd.DataFrame, day: date, spec: DatasetSpec, lake: DataLak
     # Copy-on-write makes GX's per-column projections and row filters views, not copies
     # (pandas 3's default; 1M rows x 23 columns validates ~40% faster).
     with pd.option_context("mode.copy_on_write", True):
-        return _run(ctx, n, df, run_id, update_docs)
+        return _run(ctx, n, df, run_id, update_docs, spec, settings, spec_source)
 
 
-def _run(ctx: Any, n: dict[str, str], df: pd.DataFrame, run_id: Any, update_docs: bool) -> tuple[dict[str, Any], str | None]:
+def _get(collection: Any, kind: str, name: str, spec: DatasetSpec, settings: Settings, spec_source: str | None) -> Any:
+    from great_expectations.exceptions import DataContextError
+
+    try:
+        return collection.get(name)
+    except DataContextError as exc:
+        if "not found" not in str(exc).lower():
+            raise
+        raise SuiteMissingError(
+            f"no GX {kind} {name!r} in {settings.gx_root}: dataset {spec.name!r} has no quality suite yet; "
+            f"build it from the spec with `ai-factory quality init --spec {spec_source or 'SPEC'}`"
+        ) from exc
+
+
+def _run(ctx: Any, n: dict[str, str], df: pd.DataFrame, run_id: Any, update_docs: bool, spec: DatasetSpec,
+         settings: Settings, spec_source: str | None) -> tuple[dict[str, Any], str | None]:
     if update_docs:
-        checkpoint = ctx.checkpoints.get(n["checkpoint"])
+        checkpoint = _get(ctx.checkpoints, "checkpoint", n["checkpoint"], spec, settings, spec_source)
         result = checkpoint.run(batch_parameters={"dataframe": df}, run_id=run_id)
         (identifier, vr), = result.run_results.items()
         page = None
@@ -193,28 +215,31 @@ def _run(ctx: Any, n: dict[str, str], df: pd.DataFrame, run_id: Any, update_docs
             if site.get("site_url"):
                 page = site["site_url"].removeprefix("file://")
         return vr.to_json_dict(), page
-    vd = ctx.validation_definitions.get(n["validation"])
+    vd = _get(ctx.validation_definitions, "validation definition", n["validation"], spec, settings,
+              spec_source)
     vr = vd.run(batch_parameters={"dataframe": df}, run_id=run_id, result_format="SUMMARY")
     return vr.to_json_dict(), None
 
 
 def run_quality_gate(ds: str | date, lake: DataLake | None = None, spec: DatasetSpec | None = None,
-                     settings: Settings | None = None) -> dict[str, Any]:
+                     settings: Settings | None = None, spec_source: str | None = None) -> dict[str, Any]:
     """Validate ``ds`` and publish it to ``validated/`` or move it to ``quarantine/``.
 
     Returns a small summary (status, rows, paths, failures). Raises
     :class:`QualityGateFailed` (after quarantining) when critical expectations fail, and
-    :class:`PartitionMissingError` when there is nothing to validate.
+    :class:`PartitionMissingError` when there is nothing to validate, :class:`SuiteMissingError`
+    (nothing moved) when the dataset has no suite yet.
     """
     settings = settings or get_settings()
     lake = lake or DataLake(settings.data_root)
-    spec = spec or load_spec(settings.spec_path)
+    if spec is None:
+        spec, spec_source = load_spec(settings.spec_path), str(settings.spec_path)
     day = as_date(ds)
     source, files = _source_files(lake, day)
     digest = hashlib.sha256(b"".join(files[k] for k in sorted(files))).hexdigest()
     df, read_error = _read(files)
     log.info("ds=%s: validating %d rows from %s (%d file(s), sha256 %s)", day, len(df), source, len(files), digest[:12])
-    result, page = validate_frame(df, day, spec, lake, settings)
+    result, page = validate_frame(df, day, spec, lake, settings, spec_source=spec_source)
     critical, warnings = _failures(result)
     status = "failed" if (critical or read_error) else "passed"
     site = gxctx.site_dir(lake)
