@@ -14,10 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from collections.abc import Callable
-from datetime import date
 from typing import Any
+
+from ai_factory.cliutil import emit as _emit
+from ai_factory.cliutil import iso_date as _date
 
 log = logging.getLogger("ai_factory.training")
 
@@ -26,17 +27,6 @@ EXIT_BAD_INPUT = 2
 
 class UsageError(ValueError):
     """Arguments that parse but do not make sense together."""
-
-
-def _emit(payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
-
-
-def _date(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
 def _json_object(value: str) -> dict[str, Any]:
