@@ -142,7 +142,7 @@ def _set_aside(lake: DataLake, zone: Zone, day: date, files: dict[str, bytes], r
         "set_aside_at": datetime.now(UTC).isoformat(),
     })
     if move:
-        lake.remove_partition(zone, day)
+        lake.remove_partition(zone, day, reason=reason)
     log.warning("ds=%s: kept the %s bytes it held under %s (%s)", day, zone.value, base, reason)
     return base
 
