@@ -52,7 +52,7 @@ from ai_factory.orchestration.defaults import default_args
     },
 )
 def deployment() -> None:
-    # Every step reads the run's DeploymentPlan from its JSON in XCom (docs/deployment.md).
+    # Every step reads the run's DeploymentPlan from its JSON in XCom (docs/architecture.md, Hand-offs).
     @task
     def plan(params: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
         from ai_factory.deployment import flow

@@ -58,7 +58,7 @@ K8S_START = "kubernetes.pod_commands"
     },
 )
 def training() -> None:
-    # Every task after plan reads the run's TrainingPlan from its JSON in XCom (docs/training.md).
+    # Every task after plan reads the run's TrainingPlan from its JSON in XCom (docs/architecture.md, Hand-offs).
     @task(multiple_outputs=True)
     def plan(params: dict[str, Any] | None = None, run_id: str | None = None) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
