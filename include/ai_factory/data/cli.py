@@ -13,16 +13,7 @@ from typing import Any
 
 from ai_factory.cliutil import emit as _emit
 from ai_factory.cliutil import iso_date as _date
-
-
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
+from ai_factory.cliutil import positive_int as _positive
 
 
 def cmd_spec_infer(args: argparse.Namespace) -> int:
