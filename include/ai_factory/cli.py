@@ -378,7 +378,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                    "days": [dataclasses.asdict(s) for s in stories], "serving": serving,
                    "timings": stage_timings(stories), "airflow_url": stack.url,
                    "data_root": str(layout.data_root), "model_store": str(layout.model_store)}
-            Path(args.json).write_text(json.dumps(out, indent=2, default=str))
+            from ai_factory.fsutil import atomic_write_text
+
+            atomic_write_text(args.json, json.dumps(out, indent=2, default=str))
     finally:
         if not args.keep_serving:
             LocalTarget.from_settings().stop_all()
