@@ -52,6 +52,7 @@ from ai_factory.orchestration.defaults import default_args
     },
 )
 def deployment() -> None:
+    # Every step reads the run's DeploymentPlan from its JSON in XCom (docs/architecture.md, Hand-offs).
     @task
     def plan(params: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
         from ai_factory.deployment import flow
@@ -59,37 +60,38 @@ def deployment() -> None:
         events = (context.get("triggering_asset_events") or {}).get(APPROVED_CANDIDATE) or []
         p = params or {}
         return flow.plan(p.get("action") or "deploy", version=p.get("version"), target=p.get("target"),
-                         event_version=(events[-1].extra or {}).get("version") if events else None)
+                         event_version=(events[-1].extra or {}).get("version") if events else None,
+                         ).model_dump(mode="json")
 
     @task
     def build(p: dict[str, Any]) -> str:
         from ai_factory.deployment import flow
 
-        return flow.build(p)
+        return flow.build(flow.DeploymentPlan.model_validate(p))
 
     @task
     def start_candidate(p: dict[str, Any], bento: str) -> dict[str, Any]:
         from ai_factory.deployment import flow
 
-        return flow.start_candidate(p, bento)
+        return flow.start_candidate(flow.DeploymentPlan.model_validate(p), bento)
 
     @task
     def smoke_test(p: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any]:
         from ai_factory.deployment import flow
 
-        return flow.smoke(p, candidate)
+        return flow.smoke(flow.DeploymentPlan.model_validate(p), candidate)
 
     @task
     def switch(p: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any]:
         from ai_factory.deployment import flow
 
-        return flow.switch(p, candidate)
+        return flow.switch(flow.DeploymentPlan.model_validate(p), candidate)
 
     @task(outlets=[CHAMPION])
     def promote(p: dict[str, Any], *, outlet_events: Any = None) -> dict[str, Any]:
         from ai_factory.deployment import flow
 
-        promoted = flow.promote(p)
+        promoted = flow.promote(flow.DeploymentPlan.model_validate(p))
         outlet_events[CHAMPION].extra = {"version": promoted["version"], "previous": promoted["previous"]}
         return promoted
 
@@ -97,13 +99,13 @@ def deployment() -> None:
     def retire_previous(p: dict[str, Any], switched: dict[str, Any]) -> dict[str, Any]:
         from ai_factory.deployment import flow
 
-        return flow.retire(p, switched)
+        return flow.retire(flow.DeploymentPlan.model_validate(p), switched)
 
     @task(trigger_rule="one_failed")
     def rollback(p: dict[str, Any] | None = None) -> dict[str, Any]:
         from ai_factory.deployment import flow
 
-        return flow.rollback(p)
+        return flow.rollback(flow.DeploymentPlan.model_validate(p) if p else None)
 
     p = plan()
     bento = build(p)

@@ -58,6 +58,7 @@ K8S_START = "kubernetes.pod_commands"
     },
 )
 def training() -> None:
+    # Every task after plan reads the run's TrainingPlan from its JSON in XCom (docs/architecture.md, Hand-offs).
     @task(multiple_outputs=True)
     def plan(params: dict[str, Any] | None = None, run_id: str | None = None) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
@@ -66,37 +67,44 @@ def training() -> None:
         from ai_factory.training.window import NotEnoughData
 
         try:
-            return plan_run(str(run_id), RunOptions.from_params(params or {}))
+            return plan_run(str(run_id), RunOptions.from_params(params or {})).model_dump(mode="json")
         except NotEnoughData as exc:  # a new dataset's first days: nothing to train on yet, not a failure
             raise AirflowSkipException(str(exc)) from None
 
     @task.branch
-    def choose_compute(compute: str, local_task: str, k8s_task: str) -> str:
-        return k8s_task if compute == "kubernetes" else local_task
+    def choose_compute(run: dict[str, Any], local_task: str, k8s_task: str) -> str:
+        from ai_factory.training.plan import TrainingPlan
+
+        return k8s_task if TrainingPlan.model_validate(run).compute == "kubernetes" else local_task
 
     run = plan()
 
     with TaskGroup("local"):
         @task
         def open_study(run: dict[str, Any]) -> list[int]:
+            from ai_factory.training.plan import TrainingPlan
             from ai_factory.training.steps import open_run_study
 
-            open_run_study(run["study"], run["window"])
-            return run["workers"]
+            p = TrainingPlan.model_validate(run)
+            open_run_study(p.study, p.window)
+            return list(p.workers)
 
         @task
         def tune(worker: int, run: dict[str, Any]) -> dict[str, Any]:
+            from ai_factory.training.plan import TrainingPlan
             from ai_factory.training.steps import tune_worker
 
-            return tune_worker(run["window"], run["study"], n_trials=run["trials"], workers=run["n_workers"],
-                               worker=worker, threads=run["threads"], data_root=run["data_root"])
+            p = TrainingPlan.model_validate(run)
+            return tune_worker(p.window, p.study, n_trials=p.trials, workers=p.n_workers, worker=worker,
+                               threads=p.threads, data_root=p.data_root)
 
         @task
         def fit(run: dict[str, Any]) -> dict[str, Any]:
+            from ai_factory.training.plan import TrainingPlan
             from ai_factory.training.steps import fit as fit_model
 
-            return fit_model(run["window"], run["model"], study=run["study"], checkpoint_uri=run["checkpoints"],
-                             data_root=run["data_root"])
+            p = TrainingPlan.model_validate(run)
+            return fit_model(p.window, p.model, study=p.study, checkpoint_uri=p.checkpoints, data_root=p.data_root)
 
         local_start, local_fit = open_study(run), fit(run)
         tune.partial(run=run).expand(worker=local_start) >> local_fit
@@ -104,32 +112,38 @@ def training() -> None:
     with TaskGroup("kubernetes"):
         @task
         def pod_commands(run: dict[str, Any]) -> list[list[str]]:
-            return run["tune_commands"]
+            from ai_factory.training.plan import TrainingPlan
+
+            return [list(cmd) for cmd in TrainingPlan.model_validate(run).tune_commands]
 
         pod = training_pod_kwargs(gpus="{{ params.gpus }}")
         k8s_start = pod_commands(run)
         # TrainingPod: the pod as plain data; the KubernetesPodOperator is built when it runs.
         k8s_tune = TrainingPod.partial(task_id="tune", name="ai-factory-tune", **pod).expand(arguments=k8s_start)
+        # multiple_outputs: the plan's fit_command is an XCom of its own, rendered into the pod's arguments.
         k8s_fit = TrainingPod(task_id="fit", name="ai-factory-fit", arguments=run["fit_command"], **pod)
         k8s_tune >> k8s_fit
 
     @task(trigger_rule="none_failed_min_one_success")
     def evaluate(run: dict[str, Any]) -> dict[str, Any]:
+        from ai_factory.training.plan import TrainingPlan
         from ai_factory.training.steps import evaluate as evaluate_model
 
-        return evaluate_model(run["window"], run["model"], data_root=run["data_root"], output=run["evaluation"])
+        p = TrainingPlan.model_validate(run)
+        return evaluate_model(p.window, p.model, data_root=p.data_root, output=p.evaluation)
 
     @task(outlets=[MODEL_CANDIDATE])
     def register(run: dict[str, Any], evaluation: dict[str, Any], *, outlet_events: Any = None) -> dict[str, Any]:
+        from ai_factory.training.plan import TrainingPlan
         from ai_factory.training.steps import register as register_version
 
-        result = register_version(run["window"], run["model"], run["evaluation"], run_key=run["run_key"],
-                                  data_root=run["data_root"])
+        p = TrainingPlan.model_validate(run)
+        result = register_version(p.window, p.model, p.evaluation, run_key=p.run_key, data_root=p.data_root)
         outlet_events[MODEL_CANDIDATE].extra = {"version": result["version"], "metrics": result["metrics"],
-                                                "ds": run["partitions"]["holdout"][-1]}
+                                                "ds": p.partitions.holdout[-1]}
         return result
 
-    choose_compute(run["compute"], LOCAL_START, K8S_START) >> [local_start, k8s_start]
+    choose_compute(run, LOCAL_START, K8S_START) >> [local_start, k8s_start]
     scores = evaluate(run)
     [local_fit, k8s_fit] >> scores
     register(run, scores)

@@ -17,6 +17,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from ai_factory.cliutil import emit as _emit
+from ai_factory.cliutil import iso_date as _date
 from ai_factory.data.cli import register_land, register_spec
 
 log = logging.getLogger("ai_factory")
@@ -46,17 +48,6 @@ USER_ERRORS = (
 # Libraries whose INFO lines drown the command's own output (about 210 of 243 lines of one
 # `quality validate`); their warnings and errors still show, and -v shows everything.
 CHATTY_LIBRARIES = ("great_expectations", "evidently", "bentoml", "numexpr", "urllib3", "fsspec")
-
-
-def _date(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
-
-
-def _emit(payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
 
 
 # -- data ---------------------------------------------------------------------------
@@ -407,7 +398,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                    "days": [dataclasses.asdict(s) for s in stories], "serving": serving,
                    "timings": stage_timings(stories), "airflow_url": stack.url,
                    "data_root": str(layout.data_root), "model_store": str(layout.model_store)}
-            Path(args.json).write_text(json.dumps(out, indent=2, default=str))
+            from ai_factory.fsutil import atomic_write_text
+
+            atomic_write_text(args.json, json.dumps(out, indent=2, default=str))
     finally:
         if not args.keep_serving:
             LocalTarget.from_settings().stop_all()

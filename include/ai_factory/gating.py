@@ -45,12 +45,20 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
+from ai_factory.configfile import StrictModel, load_model
 from ai_factory.settings import PACKAGE_DIR
+
+if TYPE_CHECKING:  # imported where used: the gate's config and rules load without pandas, torch or BentoML
+    import pandas as pd
+
+    from ai_factory.registry import ModelRegistry, ModelVersion
+    from ai_factory.spec import DatasetSpec
+    from ai_factory.storage import DataLake
+    from ai_factory.training.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +79,6 @@ class GateError(RuntimeError):
 
 
 # -- config ------------------------------------------------------------------------------------
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
 
 def _known(metric: str) -> str:
     if metric not in MAXIMIZE | MINIMIZE:
@@ -81,7 +86,7 @@ def _known(metric: str) -> str:
     return metric
 
 
-class PrimaryRule(_Strict):
+class PrimaryRule(StrictModel):
     metric: str
     min_delta: float = Field(gt=0)
     tolerance: float = Field(default=0.0, ge=0)
@@ -91,7 +96,7 @@ class PrimaryRule(_Strict):
         _known(self.metric)
 
 
-class SecondaryRule(_Strict):
+class SecondaryRule(StrictModel):
     metric: str
     tolerance: float = Field(ge=0)
 
@@ -99,7 +104,7 @@ class SecondaryRule(_Strict):
         _known(self.metric)
 
 
-class BaselineRule(_Strict):
+class BaselineRule(StrictModel):
     """Beat the trivial model (training prior / mean) on a proper score by at least ``min_improvement``."""
 
     metric: str
@@ -112,7 +117,7 @@ class BaselineRule(_Strict):
                              f"{', '.join(sorted(PROPER))}")
 
 
-class LimitRule(_Strict):
+class LimitRule(StrictModel):
     """An absolute bound on a metric for every model (``max`` and/or ``min``)."""
 
     metric: str
@@ -125,14 +130,14 @@ class LimitRule(_Strict):
             raise ValueError(f"limit on {self.metric!r} needs 'max' or 'min'")
 
 
-class TaskRules(_Strict):
+class TaskRules(StrictModel):
     primary: PrimaryRule
     baseline: tuple[BaselineRule, ...] = ()
     limits: tuple[LimitRule, ...] = ()
     secondary: tuple[SecondaryRule, ...] = ()
 
 
-class LatencyBudget(_Strict):
+class LatencyBudget(StrictModel):
     single_ms_p99: float = Field(gt=0)
     batch_size: int = Field(default=256, ge=1)
     batch_ms_p99: float = Field(gt=0)
@@ -140,7 +145,7 @@ class LatencyBudget(_Strict):
     warmup: int = Field(default=5, ge=0)
 
 
-class GateConfig(_Strict):
+class GateConfig(StrictModel):
     holdout_days: int = Field(default=1, ge=1, le=60)
     latency: LatencyBudget
     tasks: dict[str, TaskRules]
@@ -153,14 +158,7 @@ class GateConfig(_Strict):
 
 def load_gate_config(path: str | Path | None = None) -> GateConfig:
     p = Path(path or os.environ.get(GATE_CONFIG_ENV) or DEFAULT_GATE_CONFIG)
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-        return GateConfig.model_validate(raw)
-    except (OSError, yaml.YAMLError) as exc:
-        raise GateError(f"{p}: cannot read gate config: {exc}") from None
-    except ValidationError as exc:
-        problems = "; ".join(f"key '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
-        raise GateError(f"{p}: invalid gate config: {problems}") from None
+    return load_model(GateConfig, p, what="gate config", error=GateError)
 
 
 # -- results -------------------------------------------------------------------------------------
@@ -344,7 +342,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[k]
 
 
-def measure_latency(predictor: Any, rows: Any, budget: LatencyBudget) -> dict[str, dict[str, float]]:
+def measure_latency(predictor: Predictor, rows: pd.DataFrame, budget: LatencyBudget) -> dict[str, dict[str, float]]:
     """p50/p99 wall time (ms) of in-process inference on one record and on a batch of holdout rows.
 
     Rows are scored as request records, as the service scores them (pandas-free preprocessing).
@@ -371,7 +369,7 @@ def measure_latency(predictor: Any, rows: Any, budget: LatencyBudget) -> dict[st
     return {"single": run(frame_to_records(spec, rows.head(1))), "batch": run(frame_to_records(spec, batch))}
 
 
-def score(predictor: Any, frame: Any) -> dict[str, float]:
+def score(predictor: Predictor, frame: pd.DataFrame) -> dict[str, float]:
     """The predictor's metrics on a labelled frame (same metric set as training's evaluation)."""
     from ai_factory.spec import TaskType
     from ai_factory.training.metrics import compute_metrics
@@ -385,7 +383,7 @@ def score(predictor: Any, frame: Any) -> dict[str, float]:
     return compute_metrics(predictor.task, y, predictor.predict_proba(frame), predictor.threshold)
 
 
-def baseline_score(predictor: Any, frame: Any) -> tuple[dict[str, float], str]:
+def baseline_score(predictor: Predictor, frame: pd.DataFrame) -> tuple[dict[str, float], str]:
     """The trivial model's metrics on ``frame``: the prior (or mean) of the challenger's training rows.
 
     A model without a stored prior (trained before calibration existed) is compared with the
@@ -410,16 +408,16 @@ def baseline_score(predictor: Any, frame: Any) -> tuple[dict[str, float], str]:
 
 
 # -- the gate --------------------------------------------------------------------------------------
-def _window_days(version: Any, *splits: str) -> set[str]:
+def _window_days(version: ModelVersion, *splits: str) -> set[str]:
     window = version.metadata.get("window") or {}
     return {d for s in splits for d in window.get(s, [])}
 
 
-def _last_seen_day(version: Any) -> str:
+def _last_seen_day(version: ModelVersion) -> str:
     return max(_window_days(version, "train", "validation"), default="")
 
 
-def holdout_frame(lake: Any, spec: Any, days: int) -> tuple[Any, list[str]]:
+def holdout_frame(lake: DataLake, spec: DatasetSpec, days: int) -> tuple[pd.DataFrame, list[str]]:
     """The newest ``days`` validated partitions as one frame (and their dates)."""
     import pandas as pd
 
@@ -434,7 +432,7 @@ def holdout_frame(lake: Any, spec: Any, days: int) -> tuple[Any, list[str]]:
     return frame, [d.isoformat() for d in parts]
 
 
-def evaluate_gate(version: str, *, registry: Any = None, lake: Any = None,
+def evaluate_gate(version: str, *, registry: ModelRegistry | None = None, lake: DataLake | None = None,
                   config: GateConfig | None = None) -> GateDecision:
     """Judge ``version`` against the current champion (does not record anything)."""
     from ai_factory.registry import ModelRegistry
@@ -493,7 +491,7 @@ def evaluate_gate(version: str, *, registry: Any = None, lake: Any = None,
     )
 
 
-def run_gate(version: str, *, registry: Any = None, lake: Any = None,
+def run_gate(version: str, *, registry: ModelRegistry | None = None, lake: DataLake | None = None,
              config: GateConfig | None = None) -> GateDecision:
     """Judge ``version`` and record the decision (all numbers, the deciding rule) in the registry."""
     from ai_factory.registry import ModelRegistry

@@ -29,8 +29,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from ai_factory.configfile import StrictModel, read_yaml, validation_problems
 
 
 class SpecError(ValueError):
@@ -54,10 +55,6 @@ class DType(StrEnum):
         return self in (DType.INT, DType.FLOAT)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 def _refuse_yaml_booleans(key: str, values: Any) -> Any:
     """YAML 1.1 reads unquoted yes/no/on/off/true/false as booleans; a label list never means that.
 
@@ -73,7 +70,7 @@ def _refuse_yaml_booleans(key: str, values: Any) -> Any:
     return values
 
 
-class Feature(_Strict):
+class Feature(StrictModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     dtype: DType
     nullable: bool = False
@@ -108,7 +105,7 @@ class Feature(_Strict):
         return self
 
 
-class Target(_Strict):
+class Target(StrictModel):
     name: str = Field(min_length=1)
     task: TaskType
     classes: tuple[int | str, ...] | None = None
@@ -141,12 +138,12 @@ class Target(_Strict):
         return self
 
 
-class Partition(_Strict):
+class Partition(StrictModel):
     key: str = "ds"
     frequency: str = Field(default="daily", pattern="^daily$")
 
 
-class QualityRules(_Strict):
+class QualityRules(StrictModel):
     min_rows: int = Field(default=1, ge=0)
     max_rows: int | None = Field(default=None, ge=1)
     # Distribution expectations learned from a reference window get this relative slack.
@@ -155,7 +152,7 @@ class QualityRules(_Strict):
     quantiles: tuple[float, ...] = (0.05, 0.5, 0.95)
 
 
-class DatasetSpec(_Strict):
+class DatasetSpec(StrictModel):
     name: str = Field(min_length=1, pattern=r"^[a-z][a-z0-9_]*$")
     description: str = ""
     version: int = 1
@@ -265,40 +262,14 @@ def parse_spec(raw: Any, source: str = "<spec>") -> DatasetSpec:
     try:
         return DatasetSpec.model_validate(raw)
     except ValidationError as exc:
-        errors = exc.errors()
-        locs = [tuple(e["loc"]) for e in errors]
-        problems = []
-        for err, loc in zip(errors, locs, strict=True):
-            # pydantic counts only the items that validated: one bad feature also yields
-            # "features: Tuple should have at least 1 item after validation, not 0", which
-            # blames the list for its item's fault. The item's own error says what is wrong.
-            if err["type"] == "too_short" and any(other[: len(loc)] == loc and len(other) > len(loc) for other in locs):
-                continue
-            key = _loc(loc, raw)
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key (check its spelling and indentation)"
-            elif err["type"] == "missing":
-                msg = "required key is missing"
-            elif err["type"] == "too_short":
-                msg = "must not be empty"
-            problems.append(f"key '{key}': {msg}")
-        raise SpecError(f"{source}: invalid dataset spec: " + "; ".join(problems)) from None
+        problems = validation_problems(exc, key=lambda loc: _loc(loc, raw),
+                                       unknown="unknown key (check its spelling and indentation)")
+        raise SpecError(f"{source}: invalid dataset spec: {problems}") from None
 
 
 def load_spec(path: str | Path) -> DatasetSpec:
     """Load and validate a spec file."""
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise SpecError(f"{p}: cannot read spec file: {exc.strerror or exc}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        # PyYAML's message spans several lines with a caret drawing; keep the one-line style.
-        raise SpecError(f"{p}: not valid YAML: {' '.join(str(exc).split())}") from None
-    return parse_spec(raw, source=str(p))
+    return parse_spec(read_yaml(path, what="spec file", error=SpecError), source=str(path))
 
 
 def default_spec() -> DatasetSpec:

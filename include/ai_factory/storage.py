@@ -49,6 +49,8 @@ from typing import TYPE_CHECKING, Any
 import fsspec
 from fsspec.core import url_to_fs
 
+from ai_factory.fsutil import STAGING_PREFIX, TEMP_PREFIXES, fs_atomic_write_bytes, fs_discard, json_bytes
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -61,7 +63,6 @@ ARCHIVE = "archive"
 ARCHIVE_REASON_FILE = "_reason.json"
 _ARCHIVE_ID_RE = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{8}$")
 # Prefixes of in-flight writes: invisible to readers, renamed into place when complete.
-_TEMP_PREFIXES = (".tmp-", ".staging-")
 
 
 class Zone(StrEnum):
@@ -174,21 +175,10 @@ class DataLake:
 
     def write_bytes(self, path: str, data: bytes) -> str:
         """Write ``data`` to ``path`` atomically (temporary name, then rename)."""
-        parent = posixpath.dirname(path)
-        self.fs.makedirs(parent, exist_ok=True)
-        tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}")
-        try:
-            with self.fs.open(tmp, "wb") as fh:
-                fh.write(data)
-            self.fs.mv(tmp, path)
-        except BaseException:
-            # Never published, so removing it loses nothing; the caller sees the original error.
-            self._discard_temporary(tmp)
-            raise
-        return path
+        return fs_atomic_write_bytes(self.fs, path, data)
 
     def write_json(self, path: str, payload: Any) -> str:
-        return self.write_bytes(path, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
+        return self.write_bytes(path, json_bytes(payload))
 
     def read_json(self, path: str) -> Any:
         return json.loads(self.read_bytes(path))
@@ -213,7 +203,7 @@ class DataLake:
         if self._holds_exactly(final, files):
             log.debug("%s already holds these %d file(s); nothing to replace", final, len(files))
             return final
-        staging = posixpath.join(self.zone_path(zone), f".staging-{uuid.uuid4().hex}-{posixpath.basename(final)}")
+        staging = posixpath.join(self.zone_path(zone), f"{STAGING_PREFIX}{uuid.uuid4().hex}-{posixpath.basename(final)}")
         try:
             self.fs.makedirs(staging, exist_ok=True)
             for name, data in files.items():
@@ -333,14 +323,7 @@ class DataLake:
     # -- temporaries ------------------------------------------------------------------
     def _discard_temporary(self, path: str) -> None:
         """Remove a temporary file or folder of a write that did not complete (never a published one)."""
-        if not posixpath.basename(path).startswith(_TEMP_PREFIXES):
-            raise ValueError(f"refusing to discard {path}: not a temporary name")
-        try:
-            if self.fs.exists(path):
-                self.fs.rm(path, recursive=True)
-        except OSError as exc:
-            log.warning("could not remove the temporary %s (readers skip it; `ai-factory data sweep` "
-                        "removes it later): %s", path, exc)
+        fs_discard(self.fs, path)
 
     def sweep_temporaries(self, older_than_s: float = 3600.0) -> list[str]:
         """Remove the ``.tmp-…``/``.staging-…`` leftovers of writes killed mid-way, older than the age given.
@@ -352,14 +335,14 @@ class DataLake:
         removed = []
         for dirpath, dirnames, filenames in self.fs.walk(self.root, detail=False):
             for name in [*dirnames, *filenames]:
-                if not name.startswith(_TEMP_PREFIXES):
+                if not name.startswith(TEMP_PREFIXES):
                     continue
                 path = posixpath.join(dirpath, name)
                 if self._mtime(path) < cutoff:
                     self._discard_temporary(path)
                     removed.append(path)
             # never descend into a temporary folder (it is removed whole) or the archive's copies
-            dirnames[:] = [d for d in dirnames if not d.startswith(_TEMP_PREFIXES)]
+            dirnames[:] = [d for d in dirnames if not d.startswith(TEMP_PREFIXES)]
         if removed:
             log.warning("swept %d temporary leftover(s) of interrupted writes: %s", len(removed), removed)
         return removed

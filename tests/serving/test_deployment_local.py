@@ -86,7 +86,7 @@ def test_good_deploy_promotes_and_a_bad_one_rolls_back_while_the_old_version_kee
 
     # A mis-packed Bento: built for `b`, deployed as `a` -> the smoke test catches it.
     bad_plan = flow.plan("deploy", version=a)
-    wrong_bento = flow.build({**bad_plan, "tag": reg.get(b).tag})
+    wrong_bento = flow.build(bad_plan.model_copy(update={"tag": reg.get(b).tag}))
     cand = flow.start_candidate(bad_plan, wrong_bento)
     # Starting a server beside the live one leaves the live one's metrics alone.
     assert _predictions_counted(live, fresh) == counted
@@ -128,8 +128,8 @@ def test_manual_rollback_plans_the_previous_champion(local_env):
     reg.set_champion(store.versions["a"], reason="one")
     reg.set_champion(store.versions["fresh"], reason="two")
     p = flow.plan("rollback")
-    assert p["version"] == store.versions["a"] and p["previous"] == store.versions["fresh"]
-    assert "rollback" in p["reason"]
+    assert p.version == store.versions["a"] and p.previous == store.versions["fresh"]
+    assert "rollback" in p.reason
 
 
 # -- supervision, orphans and exposure (issue 10) ------------------------------------------------------

@@ -12,8 +12,11 @@ from kubernetes.client import models as k8s
 from kubernetes.client.exceptions import ApiException
 
 from ai_factory.deployment import kubernetes as kt
+from ai_factory.deployment.flow import DeploymentPlan
 
 CFG = kt.ServeK8sConfig(namespace="ml", image_repo="registry.example/ai-factory-model", replicas=3)
+PLAN = DeploymentPlan(action="deploy", version="v2", tag="ai-factory-model:v2", previous="v1", target="kubernetes",
+                      reason="deployed v2 by request")
 
 
 def _roundtrip(obj, kind: str):
@@ -113,7 +116,7 @@ def _image(api, name):
 
 def test_candidate_then_rolling_update_then_retire(api):
     fake, target, built = api
-    plan = {"version": "v2", "previous": "v1"}
+    plan = PLAN
     fake.create_namespaced_deployment("ml", kt.render_manifests(CFG, "v1")[0])
     cand = target.start_candidate(plan, "ai-factory-model:bento2")
     assert built == [("ai-factory-model:bento2", "registry.example/ai-factory-model:v2")]
@@ -128,7 +131,7 @@ def test_candidate_then_rolling_update_then_retire(api):
 
 def test_rollback_restores_the_previous_image_and_removes_the_candidate(api):
     fake, target, _ = api
-    plan = {"version": "v2", "previous": "v1"}
+    plan = PLAN
     fake.create_namespaced_deployment("ml", kt.render_manifests(CFG, "v1")[0])
     target.switch(plan, target.start_candidate(plan, "b2"))
     out = target.rollback(plan)

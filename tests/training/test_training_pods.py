@@ -311,20 +311,20 @@ def test_plan_gives_each_pod_its_worker_command_on_the_mounted_volume(train_env)
     plan = plan_run("manual__2026-03-05T00:00:00+00:00", RunOptions(window_days=4, trials=12, workers=3,
                                                                     compute="kubernetes", gpus=1))
     root = get_settings().data_root
-    key = plan["run_key"]
-    assert key == "manual__2026-03-05T00-00-00-00-00" and plan["window"] == f"{root}/training/runs/{key}/window.json"
+    key = plan.run_key
+    assert key == "manual__2026-03-05T00-00-00-00-00" and plan.window == f"{root}/training/runs/{key}/window.json"
     pod_run = f"/data/training/runs/{key}"
-    assert len(plan["tune_commands"]) == 3
-    for i, cmd in enumerate(plan["tune_commands"]):
-        assert cmd[:2] == ["train", "tune"]
+    assert len(plan.tune_commands) == 3
+    for i, cmd in enumerate(plan.tune_commands):
+        assert cmd[:2] == ("train", "tune")
         opts = dict(zip(cmd[2::2], cmd[3::2], strict=True))
-        assert opts == {"--window": f"{pod_run}/window.json", "--study": plan["study"], "--trials": "12",
+        assert opts == {"--window": f"{pod_run}/window.json", "--study": plan.study, "--trials": "12",
                         "--workers": "3", "--worker": str(i), "--data-root": "/data",
                         "--output": f"{pod_run}/tune/worker-{i}.json"}
-    fit_opts = dict(zip(plan["fit_command"][2::2], plan["fit_command"][3::2], strict=True))
+    fit_opts = dict(zip(plan.fit_command[2::2], plan.fit_command[3::2], strict=True))
     assert fit_opts["--checkpoint"] == f"{pod_run}/fit/checkpoints" and fit_opts["--model"] == f"{pod_run}/fit/model"
     local = plan_run("manual__2026-03-05T00:00:00+00:00", RunOptions(window_days=4, compute="local"))
-    assert local["tune_commands"] == [] and local["window"] == plan["window"]  # same run → same window
+    assert local.tune_commands == () and local.window == plan.window  # same run → same window
 
 
 _IMPORT_PROBE = r"""

@@ -6,33 +6,14 @@ Imports of pyarrow and the spec machinery stay inside the commands (``ai-factory
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
-from datetime import date
 from pathlib import Path
 from typing import Any
 
-
-def _emit(payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
-
-
-def _date(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
-
-
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
+from ai_factory.cliutil import emit as _emit
+from ai_factory.cliutil import iso_date as _date
+from ai_factory.cliutil import positive_int as _positive
 
 
 def cmd_spec_infer(args: argparse.Namespace) -> int:

@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 import yaml
 
 from ai_factory.data.tabular import scan
+from ai_factory.fsutil import atomic_write_text
 from ai_factory.spec import DatasetSpec, SpecError, TaskType, parse_spec
 
 log = logging.getLogger(__name__)
@@ -429,8 +430,5 @@ def write_spec(text: str, out: Path, force: bool = False) -> Path:
     """Write the spec file (refusing to overwrite a person's edits unless ``force``)."""
     if out.exists() and not force:
         raise InferError(f"{out}: already exists; pass --force to overwrite it, or -o another path")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{out.name}")
-    tmp.write_text(text)
-    tmp.replace(out)
+    atomic_write_text(out, text)
     return out

@@ -30,7 +30,10 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ai_factory.deployment.flow import DeploymentPlan
 
 log = logging.getLogger(__name__)
 
@@ -206,16 +209,16 @@ class KubernetesTarget:
             time.sleep(2)
         raise RuntimeError(f"deployment {self.cfg.namespace}/{name} did not finish rolling out in time")
 
-    def start_candidate(self, p: dict[str, Any], bento: str) -> dict[str, Any]:
+    def start_candidate(self, p: DeploymentPlan, bento: str) -> dict[str, Any]:
         name = f"{APP}-candidate"
-        image = self.cfg.image(p["version"])
+        image = self.cfg.image(p.version)
         containerize(bento, image)
-        dep, svc = render_manifests(self.cfg, p["version"], name=name, replicas=1, image=image)
+        dep, svc = render_manifests(self.cfg, p.version, name=name, replicas=1, image=image)
         self._apply(dep, svc)
         self.wait_rollout(name)
-        return {"name": name, "image": image, "url": self.url(name), "version": p["version"]}
+        return {"name": name, "image": image, "url": self.url(name), "version": p.version}
 
-    def switch(self, p: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any]:
+    def switch(self, p: DeploymentPlan, candidate: dict[str, Any]) -> dict[str, Any]:
         apps, _ = self._clients()
         previous_image = None
         from kubernetes.client.exceptions import ApiException
@@ -226,11 +229,11 @@ class KubernetesTarget:
         except ApiException as exc:
             if exc.status != 404:
                 raise
-        dep, svc = render_manifests(self.cfg, p["version"], image=candidate["image"])
+        dep, svc = render_manifests(self.cfg, p.version, image=candidate["image"])
         self._apply(dep, svc)
         self.wait_rollout(APP)
         return {"url": self.url(APP), "active": candidate, "replaced": {"image": previous_image,
-                                                                       "version": p["previous"]}}
+                                                                       "version": p.previous}}
 
     def _delete_candidate(self) -> None:
         from kubernetes.client.exceptions import ApiException
@@ -243,11 +246,11 @@ class KubernetesTarget:
                 if exc.status != 404:
                     raise
 
-    def retire(self, p: dict[str, Any], switched: dict[str, Any]) -> dict[str, Any]:
+    def retire(self, p: DeploymentPlan, switched: dict[str, Any]) -> dict[str, Any]:
         self._delete_candidate()
         return {"stopped": {"name": f"{APP}-candidate"}}
 
-    def rollback(self, p: dict[str, Any]) -> dict[str, Any]:
+    def rollback(self, p: DeploymentPlan) -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException
 
         self._delete_candidate()
@@ -259,10 +262,10 @@ class KubernetesTarget:
             if exc.status != 404:
                 raise
             live = None
-        if live is not None and p.get("previous") and \
-                (live.metadata.annotations or {}).get("ai-factory/model-version") == p["version"]:
-            dep, svc = render_manifests(self.cfg, p["previous"])
+        if live is not None and p.previous and \
+                (live.metadata.annotations or {}).get("ai-factory/model-version") == p.version:
+            dep, svc = render_manifests(self.cfg, p.previous)
             self._apply(dep, svc)
             self.wait_rollout(APP)
-            restored = p["previous"]
+            restored = p.previous
         return {"rolled_back": True, "restored": restored}

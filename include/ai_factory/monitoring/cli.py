@@ -3,21 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from datetime import date
 from typing import Any
 
-
-def _date(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
-
-
-def _emit(payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+from ai_factory.cliutil import emit as _emit
+from ai_factory.cliutil import iso_date as _date
 
 
 def _context(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:

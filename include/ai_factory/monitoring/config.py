@@ -11,9 +11,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
+from ai_factory.configfile import StrictModel, read_yaml, validate
 from ai_factory.spec import DatasetSpec, TaskType
 
 
@@ -43,11 +43,7 @@ class QualityMetric(StrEnum):
         return self not in (QualityMetric.RMSE, QualityMetric.MAE, QualityMetric.R2)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Thresholds(_Strict):
+class Thresholds(StrictModel):
     """Per-column test thresholds; ``None`` keeps the default of the test Evidently picks."""
 
     numerical: float | None = Field(default=None, gt=0)
@@ -60,7 +56,7 @@ class Thresholds(_Strict):
         return self.numerical if kind == "numerical" else self.categorical
 
 
-class DriftRules(_Strict):
+class DriftRules(StrictModel):
     share_threshold: float = Field(default=0.5, gt=0, le=1)
     key_columns: tuple[str, ...] | None = None
     extra_key_columns: tuple[str, ...] = ()
@@ -71,13 +67,13 @@ class DriftRules(_Strict):
         return base + [c for c in self.extra_key_columns if c not in base]
 
 
-class DegradationRule(_Strict):
+class DegradationRule(StrictModel):
     metric: QualityMetric
     max: float = Field(ge=0)
     relative: bool = False
 
 
-class QualityRules(_Strict):
+class QualityRules(StrictModel):
     min_labeled_rows: int = Field(default=200, ge=1)
     probability_threshold: float = Field(default=0.5, gt=0, lt=1)
     max_degradation: tuple[DegradationRule, ...] = (
@@ -90,7 +86,7 @@ class QualityRules(_Strict):
         return [r for r in self.max_degradation if r.metric.applies_to(task)]
 
 
-class ReferenceConfig(_Strict):
+class ReferenceConfig(StrictModel):
     provider: str | None = None
     window_days: int = Field(default=7, ge=1)
     max_rows: int = Field(default=100_000, ge=1_000)
@@ -105,23 +101,23 @@ class ReferenceConfig(_Strict):
         return value
 
 
-class ReportConfig(_Strict):
+class ReportConfig(StrictModel):
     # Above 1000 rows so the sampled report picks the same tests as the full data.
     max_rows: int = Field(default=20_000, ge=2_000)
     seed: int = 0
 
 
-class ServingColumns(_Strict):
+class ServingColumns(StrictModel):
     prediction: str = "prediction"
     probability: str = "probability"
     model_version: str = "model_version"
 
 
-class ComputeConfig(_Strict):
+class ComputeConfig(StrictModel):
     max_workers: int = Field(default=2, ge=1, le=64)
 
 
-class MonitoringConfig(_Strict):
+class MonitoringConfig(StrictModel):
     drift: DriftRules = DriftRules()
     quality: QualityRules = QualityRules()
     reference: ReferenceConfig = ReferenceConfig()
@@ -144,19 +140,7 @@ class MonitoringConfig(_Strict):
 
 
 def parse_config(raw: Any, source: str = "<drift config>") -> MonitoringConfig:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise MonitoringConfigError(f"{source}: the drift config must be a YAML mapping, got {type(raw).__name__}")
-    try:
-        return MonitoringConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "<root>"
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-            problems.append(f"key '{key}': {msg}")
-        raise MonitoringConfigError(f"{source}: invalid drift config: " + "; ".join(problems)) from None
+    return validate(MonitoringConfig, raw, source=source, what="drift config", error=MonitoringConfigError)
 
 
 def load_config(path: str | Path | None = None) -> MonitoringConfig:
@@ -165,13 +149,4 @@ def load_config(path: str | Path | None = None) -> MonitoringConfig:
         from ai_factory.settings import get_settings
 
         path = get_settings().drift_config
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise MonitoringConfigError(f"{p}: cannot read drift config: {exc.strerror or exc}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise MonitoringConfigError(f"{p}: not valid YAML: {exc}") from None
-    return parse_config(raw, source=str(p))
+    return parse_config(read_yaml(path, what="drift config", error=MonitoringConfigError), source=str(path))

@@ -29,8 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
+from ai_factory.configfile import StrictModel
 from ai_factory.monitoring.decision import Decision
 from ai_factory.monitoring.quality import QualityComparison
 
@@ -40,11 +39,7 @@ HTML_FILE = "report.html"
 JSON_FILE = "report.json"
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class CurrentInfo(_Frozen):
+class CurrentInfo(StrictModel):
     source: str
     path: str
     rows: int
@@ -52,7 +47,7 @@ class CurrentInfo(_Frozen):
     model_versions: dict[str, int] = {}
 
 
-class ReferenceInfo(_Frozen):
+class ReferenceInfo(StrictModel):
     kind: str
     source: str
     rows: int
@@ -61,7 +56,7 @@ class ReferenceInfo(_Frozen):
     sampled_from: int | None = None
 
 
-class ColumnResult(_Frozen):
+class ColumnResult(StrictModel):
     """One column: the full-data test (decides) and the score shown in the (maybe sampled) report."""
 
     name: str
@@ -84,7 +79,7 @@ class ColumnResult(_Frozen):
     current_clipped: int = 0
 
 
-class DriftSection(_Frozen):
+class DriftSection(StrictModel):
     share: float
     share_threshold: float
     feature_count: int
@@ -96,19 +91,19 @@ class DriftSection(_Frozen):
     columns: list[ColumnResult]
 
 
-class RuleInfo(_Frozen):
+class RuleInfo(StrictModel):
     metric: str
     max: float
     relative: bool
 
 
-class Rules(_Frozen):
+class Rules(StrictModel):
     share_threshold: float
     key_columns: list[str]
     max_degradation: list[RuleInfo]
 
 
-class ReportInfo(_Frozen):
+class ReportInfo(StrictModel):
     html_file: str = HTML_FILE
     json_file: str = JSON_FILE
     sampled: bool
@@ -120,7 +115,7 @@ class ReportInfo(_Frozen):
     max_abs_score_diff: float
 
 
-class DriftSummary(_Frozen):
+class DriftSummary(StrictModel):
     schema_version: int = SCHEMA_VERSION
     dataset: str
     spec_fingerprint: str

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
+
+from ai_factory.fsutil import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +30,7 @@ def private_dir(path: Path) -> Path:
 def write_private(path: Path, text: str) -> Path:
     """Atomically write ``text`` to ``path`` as a 0600 file (created so, not chmod-ed after)."""
     private_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    atomic_write_text(path, text, mode=0o600)
     return path
 
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from typing import Any
 
+from ai_factory.cliutil import emit as _emit
+
 log = logging.getLogger("ai_factory.serving")
-
-
-def _emit(payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
@@ -42,7 +39,7 @@ def run_deployment(action: str, version: str | None, target: str | None) -> dict
         flow.rollback(p)
         raise
     retired = flow.retire(p, switched)
-    return {"plan": p, "bento": bento, "smoke": smoke, "promoted": promoted, "retired": retired,
+    return {"plan": p.model_dump(mode="json"), "bento": bento, "smoke": smoke, "promoted": promoted, "retired": retired,
             "url": switched.get("url")}
 
 

@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from ai_factory.configfile import StrictModel, load_model
 from ai_factory.serving.middleware import EventTimeWindow
 from ai_factory.serving.prediction_log import LogConfig
 from ai_factory.settings import PACKAGE_DIR
@@ -31,22 +31,18 @@ class ServingConfigError(ValueError):
     """The serving config is invalid; the message names the file and the key."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AdaptiveBatching(_Strict):
+class AdaptiveBatching(StrictModel):
     enabled: bool = True
     max_batch_size: int = Field(default=1024, ge=1, le=100_000)
     max_latency_ms: int = Field(default=250, ge=1, le=60_000)
 
 
-class Traffic(_Strict):
+class Traffic(StrictModel):
     timeout_seconds: float = Field(default=10.0, gt=0)
     max_concurrency: int = Field(default=1024, ge=1)
 
 
-class RunnerConnection(_Strict):
+class RunnerConnection(StrictModel):
     """How the API process's client to the model runner recycles its HTTP session.
 
     BentoML 1.4.39 closes that session every ``max_requests`` requests (default 100) or
@@ -59,11 +55,11 @@ class RunnerConnection(_Strict):
     max_age_seconds: float = Field(default=86_400.0, gt=0)
 
 
-class Resources(_Strict):
+class Resources(StrictModel):
     cpu: str = "1"
 
 
-class PredictionLogConfig(_Strict):
+class PredictionLogConfig(StrictModel):
     enabled: bool = True
     flush_rows: int = Field(default=5000, ge=1)
     flush_seconds: float = Field(default=10, gt=0)
@@ -75,7 +71,7 @@ class PredictionLogConfig(_Strict):
                          max_buffer_rows=self.max_buffer_rows, health_window_seconds=self.health_window_seconds)
 
 
-class EventTimeConfig(_Strict):
+class EventTimeConfig(StrictModel):
     """Accepted ``X-Event-Time`` window around now (:mod:`ai_factory.serving.middleware`)."""
 
     # Backfills and the demo replay past days; ~13 months covers a yearly backfill.
@@ -87,7 +83,7 @@ class EventTimeConfig(_Strict):
         return EventTimeWindow(max_days_back=self.max_days_back, max_days_ahead=self.max_days_ahead)
 
 
-class ServingConfig(_Strict):
+class ServingConfig(StrictModel):
     max_batch_records: int = Field(default=1000, ge=1, le=100_000)
     single_record_scoring: SingleRecordScoring = "in_process"
     api_workers: int = Field(default=2, ge=1, le=64)
@@ -126,15 +122,7 @@ def _flag(name: str) -> bool | None:
 def load_serving_config(path: str | Path | None = None) -> ServingConfig:
     """The serving config from ``path`` / ``$AI_FACTORY_SERVING_CONFIG`` / the packaged default, with env switches."""
     p = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_SERVING_CONFIG)
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ServingConfigError(f"{p}: cannot read serving config: {exc}") from None
-    try:
-        config = ServingConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"key '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
-        raise ServingConfigError(f"{p}: invalid serving config: {problems}") from None
+    config = load_model(ServingConfig, p, what="serving config", error=ServingConfigError)
     batching, logging_ = _flag(BATCHING_ENV), _flag(LOG_ENV)
     single = os.environ.get(SINGLE_ENV, "").strip().lower()
     if single:

@@ -30,16 +30,13 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, Field, create_model
 
+from ai_factory.configfile import StrictModel
 from ai_factory.spec import DatasetSpec, DType, Feature, TaskType
 
 # Integers beyond this lose precision as float64 (the model's input type).
 MAX_SAFE_INT = 2**53
-
-
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _feature_type(f: Feature) -> Any:
@@ -85,7 +82,7 @@ def record_model(spec: DatasetSpec) -> type[BaseModel]:
     for f in spec.features:
         fields[f.name] = (_feature_type(f), ...)
     name = "".join(p.capitalize() for p in spec.name.split("_")) + "Record"
-    model = create_model(name, __base__=_Record, __doc__=f"One input record of dataset '{spec.name}'.",
+    model = create_model(name, __base__=StrictModel, __doc__=f"One input record of dataset '{spec.name}'.",
                          **fields)
     # BentoML's OpenAPI 3.0 document takes `example` (singular) at the schema level.
     model.model_config["json_schema_extra"] = {"example": example_record(spec)}
@@ -120,7 +117,7 @@ def prediction_model(spec: DatasetSpec) -> type[BaseModel]:
 def batch_request_model(spec: DatasetSpec, record: type[BaseModel], max_records: int) -> type[BaseModel]:
     name = "".join(p.capitalize() for p in spec.name.split("_")) + "Batch"
     return create_model(
-        name, __base__=_Record,
+        name, __base__=StrictModel,
         records=(list[record], Field(min_length=1, max_length=max_records,  # type: ignore[valid-type]
                                      description=f"1 to {max_records} records")),
     )

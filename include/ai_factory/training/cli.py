@@ -14,10 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from collections.abc import Callable
-from datetime import date
 from typing import Any
+
+from ai_factory.cliutil import emit as _emit
+from ai_factory.cliutil import iso_date as _date
+from ai_factory.cliutil import positive_int as _positive
 
 log = logging.getLogger("ai_factory.training")
 
@@ -28,17 +30,6 @@ class UsageError(ValueError):
     """Arguments that parse but do not make sense together."""
 
 
-def _emit(payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
-
-
-def _date(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
-
-
 def _json_object(value: str) -> dict[str, Any]:
     try:
         parsed = json.loads(value)
@@ -47,16 +38,6 @@ def _json_object(value: str) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise argparse.ArgumentTypeError("--params must be a JSON object, e.g. '{\"learning_rate\": 0.001}'")
     return parsed
-
-
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:

@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from ai_factory.configfile import StrictModel, load_model, validation_problems
 from ai_factory.settings import PACKAGE_DIR
 
 DEFAULT_SEARCH_SPACE = PACKAGE_DIR / "config" / "search_space.yaml"
@@ -26,11 +26,7 @@ class ConfigError(ValueError):
     """A training config or search-space file is invalid; the message names the file and the key."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TrainParams(_Strict):
+class TrainParams(StrictModel):
     """Hyper-parameters of one training run (model, optimiser, loop)."""
 
     # model
@@ -76,11 +72,11 @@ class TrainParams(_Strict):
         try:
             return type(self).model_validate({**self.model_dump(), **overrides})
         except ValidationError as exc:
-            raise ConfigError(f"invalid training parameters: {_errors(exc)}") from None
+            raise ConfigError(f"invalid training parameters: {validation_problems(exc)}") from None
 
 
 # -- search space ----------------------------------------------------------------------
-class FloatDist(_Strict):
+class FloatDist(StrictModel):
     type: Literal["float"]
     low: float
     high: float
@@ -98,7 +94,7 @@ class FloatDist(_Strict):
         return self
 
 
-class IntDist(_Strict):
+class IntDist(StrictModel):
     type: Literal["int"]
     low: int
     high: int
@@ -114,7 +110,7 @@ class IntDist(_Strict):
         return self
 
 
-class CategoricalDist(_Strict):
+class CategoricalDist(StrictModel):
     type: Literal["categorical"]
     choices: tuple[str | int | float | bool, ...] = Field(min_length=1)
 
@@ -122,7 +118,7 @@ class CategoricalDist(_Strict):
 Distribution = Annotated[FloatDist | IntDist | CategoricalDist, Field(discriminator="type")]
 
 
-class SamplerConfig(_Strict):
+class SamplerConfig(StrictModel):
     # TPE is the only sampler offered: it is Optuna's default for this kind of mixed space, and
     # with ``constant_liar`` parallel workers do not all sample the same point.
     name: Literal["tpe"] = "tpe"
@@ -132,7 +128,7 @@ class SamplerConfig(_Strict):
     seed: int | None = 42
 
 
-class PrunerConfig(_Strict):
+class PrunerConfig(StrictModel):
     name: Literal["median", "successive_halving", "hyperband", "none"] = "median"
     n_startup_trials: int = Field(default=4, ge=0)
     n_warmup_steps: int = Field(default=4, ge=0)
@@ -141,7 +137,7 @@ class PrunerConfig(_Strict):
     reduction_factor: int = Field(default=3, ge=2)
 
 
-class HeartbeatConfig(_Strict):
+class HeartbeatConfig(StrictModel):
     """Workers heartbeat while a trial runs; a trial silent for ``grace_period_seconds`` is failed."""
 
     interval_seconds: int = Field(default=30, ge=1)
@@ -159,7 +155,7 @@ class HeartbeatConfig(_Strict):
         return self
 
 
-class SearchSpace(_Strict):
+class SearchSpace(StrictModel):
     """What Optuna searches over and how (sampler, pruner, heartbeat, per-trial epoch budget)."""
 
     trial_max_epochs: int = Field(default=20, ge=1)
@@ -194,19 +190,6 @@ class SearchSpace(_Strict):
         )
 
 
-def _errors(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "<root>"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        parts.append(f"key '{key}': {msg}")
-    return "; ".join(parts)
-
-
 def search_space_path(path: str | Path | None = None) -> Path:
     """The search-space file to use: an explicit path, ``$AI_FACTORY_SEARCH_SPACE`` or the packaged default."""
     if path:
@@ -217,16 +200,4 @@ def search_space_path(path: str | Path | None = None) -> Path:
 
 def load_search_space(path: str | Path | None = None) -> SearchSpace:
     """Load and validate a search-space YAML file (see ``config/search_space.yaml``)."""
-    p = search_space_path(path)
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read search space: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{p}: the search space must be a YAML mapping, got {type(raw).__name__}")
-    try:
-        return SearchSpace.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{p}: invalid search space: {_errors(exc)}") from None
+    return load_model(SearchSpace, search_space_path(path), what="search space", error=ConfigError)

@@ -13,12 +13,13 @@ import json
 import logging
 import os
 import posixpath
-import uuid
 from pathlib import Path
 from typing import Any
 
 import fsspec
 from fsspec.core import url_to_fs
+
+from ai_factory.fsutil import atomic_write_text, fs_atomic_write_bytes, json_bytes
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +53,7 @@ def read_bytes(uri: str) -> bytes:
 
 def write_bytes(uri: str, data: bytes) -> str:
     fs, path = _fs(uri)
-    parent = posixpath.dirname(path)
-    fs.makedirs(parent, exist_ok=True)
-    tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}")
-    with fs.open(tmp, "wb") as fh:
-        fh.write(data)
-    fs.mv(tmp, path)
+    fs_atomic_write_bytes(fs, path, data)
     return uri
 
 
@@ -69,7 +65,7 @@ def read_json(uri: str) -> Any:
 
 
 def write_json(uri: str, payload: Any) -> str:
-    return write_bytes(uri, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
+    return write_bytes(uri, json_bytes(payload))
 
 
 def read_parquet(uri: str) -> Any:
@@ -105,8 +101,6 @@ def write_result(payload: dict[str, Any], output: str | None) -> dict[str, Any]:
     xcom_dir = Path(os.environ.get(XCOM_DIR_ENV, DEFAULT_XCOM_DIR))
     if xcom_dir.is_dir():
         target = xcom_dir / "return.json"
-        tmp = xcom_dir / f".return-{uuid.uuid4().hex}.json"
-        tmp.write_text(json.dumps(payload, default=str))
-        os.replace(tmp, target)
+        atomic_write_text(target, json.dumps(payload, default=str))
         log.info("result written to %s for the XCom sidecar", target)
     return payload

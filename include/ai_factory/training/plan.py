@@ -1,7 +1,8 @@
 """Plan one training run: its key, study, paths, window and the commands its pods run.
 
 The ``training`` DAG's first task calls :func:`plan_run`; everything after it reads the
-plan (small, JSON-able, in XCom). The run key comes from the Airflow ``run_id``, so a retry
+:class:`TrainingPlan` (XCom carries its JSON: ``plan.model_dump(mode="json")`` out,
+``TrainingPlan.model_validate(xcom)`` in). The run key comes from the Airflow ``run_id``, so a retry
 or a cleared task finds the same window, study and checkpoints instead of starting over.
 """
 
@@ -10,14 +11,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from ai_factory.configfile import StrictModel
 from ai_factory.settings import Settings, get_settings
-from ai_factory.spec import default_spec
-from ai_factory.training.device import available_cores
-from ai_factory.training.steps import make_window
-from ai_factory.training.tuning import study_name
-from ai_factory.training.window import RunPaths, run_key
+
+if TYPE_CHECKING:  # the plan's readers (every training task) need not import torch, optuna or pandas
+    from ai_factory.training.window import RunPaths
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,35 @@ class RunOptions:
         )
 
 
+class Partitions(StrictModel):
+    """The window's days (ISO dates), oldest first; the newest holdout day is the model's ``ds``."""
+
+    train: tuple[str, ...]
+    validation: tuple[str, ...]
+    holdout: tuple[str, ...]
+
+
+class TrainingPlan(StrictModel):
+    """What the ``training`` DAG's plan task hands every later task: one run's key, study, paths and commands."""
+
+    run_key: str
+    study: str
+    compute: Literal["local", "kubernetes"]
+    gpus: int
+    trials: int
+    workers: tuple[int, ...]  # the mapped tune tasks' worker indices
+    n_workers: int
+    threads: int  # torch threads per local worker: local workers share this machine's cores
+    data_root: str
+    window: str
+    model: str
+    checkpoints: str
+    evaluation: str
+    partitions: Partitions
+    tune_commands: tuple[tuple[str, ...], ...] = ()  # kubernetes: one pod command per worker
+    fit_command: tuple[str, ...] = ()
+
+
 def _local_root(data_root: str) -> str:
     return data_root.removeprefix("file://")
 
@@ -81,8 +110,14 @@ def fit_command(paths: RunPaths, study: str, data_root: str) -> list[str]:
             "--checkpoint", paths.checkpoints, "--data-root", data_root, "--output", paths.fit_result]
 
 
-def plan_run(run_id: str, options: RunOptions, settings: Settings | None = None) -> dict[str, Any]:
+def plan_run(run_id: str, options: RunOptions, settings: Settings | None = None) -> TrainingPlan:
     """Build (or re-read) the run's window and return the plan every later task works from."""
+    from ai_factory.spec import default_spec
+    from ai_factory.training.device import available_cores
+    from ai_factory.training.steps import make_window
+    from ai_factory.training.tuning import study_name
+    from ai_factory.training.window import RunPaths, run_key
+
     settings = settings or get_settings()
     spec = default_spec()
     key = run_key(run_id)
@@ -91,7 +126,15 @@ def plan_run(run_id: str, options: RunOptions, settings: Settings | None = None)
     window = make_window(paths.window, days=options.window_days, end=options.end_date,
                          validation_days=options.validation_days, data_root=data_root)
     study = study_name(spec.name, key)
-    plan: dict[str, Any] = {
+    tune_commands: list[list[str]] = []
+    fit: list[str] = []
+    if options.compute == "kubernetes":
+        pod = pod_paths(paths, settings)
+        pod_root = settings.kubernetes.data_mount_path if settings.data_root_is_local else data_root
+        tune_commands = [tune_command(pod, study, options.trials, options.workers, i, pod_root)
+                         for i in range(options.workers)]
+        fit = fit_command(pod, study, pod_root)
+    plan = TrainingPlan.model_validate({
         "run_key": key,
         "study": study,
         "compute": options.compute,
@@ -107,15 +150,9 @@ def plan_run(run_id: str, options: RunOptions, settings: Settings | None = None)
         "checkpoints": paths.checkpoints,
         "evaluation": paths.evaluation,
         "partitions": {s: window[s] for s in ("train", "validation", "holdout")},
-        "tune_commands": [],
-        "fit_command": [],
-    }
-    if options.compute == "kubernetes":
-        pod = pod_paths(paths, settings)
-        pod_root = settings.kubernetes.data_mount_path if settings.data_root_is_local else data_root
-        plan["tune_commands"] = [tune_command(pod, study, options.trials, options.workers, i, pod_root)
-                                 for i in range(options.workers)]
-        plan["fit_command"] = fit_command(pod, study, pod_root)
+        "tune_commands": tune_commands,
+        "fit_command": fit,
+    })
     log.info("training run %s: study %s, %d trial(s) on %d %s worker(s), holdout %s", key, study, options.trials,
-             options.workers, options.compute, ", ".join(window["holdout"]))
+             options.workers, options.compute, ", ".join(plan.partitions.holdout))
     return plan
