@@ -17,10 +17,14 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pg import PG_DSN, recreate_pg_database
+
+if TYPE_CHECKING:  # the package is imported only after the environment below is set
+    from ai_factory.storage import DataLake
 
 REPO = Path(__file__).resolve().parents[1]
 TMP = Path(tempfile.mkdtemp(prefix="aif-test-"))
@@ -115,6 +119,21 @@ def airflow_stack(airflow_db, tmp_path: Path):
     yield start
     for stack in started:
         stack.stop()
+
+
+@pytest.fixture
+def train_env(lake: DataLake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DataLake]:
+    """An isolated data root, model store and Optuna SQLite file; no XCom sidecar directory."""
+    from ai_factory.settings import reset_settings
+
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    monkeypatch.setenv("AI_FACTORY_OPTUNA_STORAGE", f"sqlite:///{tmp_path / 'optuna.db'}")
+    monkeypatch.setenv("AI_FACTORY_XCOM_DIR", str(tmp_path / "no-xcom-here"))
+    monkeypatch.setenv("AI_FACTORY_TORCH_THREADS", "1")
+    monkeypatch.setenv("BENTOML_DO_NOT_TRACK", "true")
+    reset_settings()
+    yield lake
+    reset_settings()
 
 
 # -- a Slack-style webhook (the notifier's tests and the DAGs' failure notifications) ----------------------------

@@ -16,19 +16,10 @@ from own_postgres import OwnPostgres, server_bin_dir
 
 
 @pytest.fixture
-def train_env(lake: DataLake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DataLake]:
-    """An isolated data root and model store, one torch thread per process, five validated days."""
-    from ai_factory.settings import reset_settings
-
-    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
-    monkeypatch.setenv("AI_FACTORY_OPTUNA_STORAGE", f"sqlite:///{tmp_path / 'optuna.db'}")
-    monkeypatch.setenv("AI_FACTORY_XCOM_DIR", str(tmp_path / "no-xcom-here"))
-    monkeypatch.setenv("AI_FACTORY_TORCH_THREADS", "1")
-    monkeypatch.setenv("BENTOML_DO_NOT_TRACK", "true")
-    reset_settings()
-    write_validated(lake, days=5, rows=800)
-    yield lake
-    reset_settings()
+def train_env(train_env: DataLake) -> DataLake:
+    """The training tests' isolated stores (tests/conftest.py), with five validated days."""
+    write_validated(train_env, days=5, rows=800)
+    return train_env
 
 
 @pytest.fixture

@@ -104,3 +104,18 @@ def store(trained_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+@pytest.fixture
+def local_env(store, monkeypatch):
+    """The store's models with a ``local`` deployment target on a free port (stopped afterwards)."""
+    from ai_factory.deployment.local import LocalTarget, free_port
+    from ai_factory.settings import reset_settings
+
+    monkeypatch.setenv("AI_FACTORY_SERVE_PORT", str(free_port()))
+    monkeypatch.setenv("AI_FACTORY_SERVE_TARGET", "local")
+    monkeypatch.setenv("AI_FACTORY_PREDICTION_LOG", "false")
+    reset_settings()
+    target = LocalTarget.from_settings()
+    yield store, target
+    target.stop_all()

@@ -18,24 +18,12 @@ from pathlib import Path
 import pytest
 
 from ai_factory.deployment import flow
-from ai_factory.deployment.local import LocalTarget, free_port, http_get, marked_processes, pid_alive
+from ai_factory.deployment.local import LocalTarget, http_get, marked_processes, pid_alive
 from ai_factory.deployment.smoke import SmokeTestFailed
 from ai_factory.registry import ModelRegistry
 
 pytestmark = pytest.mark.serving
 
-
-@pytest.fixture
-def local_env(store, monkeypatch):
-    from ai_factory.settings import reset_settings
-
-    monkeypatch.setenv("AI_FACTORY_SERVE_PORT", str(free_port()))
-    monkeypatch.setenv("AI_FACTORY_SERVE_TARGET", "local")
-    monkeypatch.setenv("AI_FACTORY_PREDICTION_LOG", "false")
-    reset_settings()
-    target = LocalTarget.from_settings()
-    yield store, target
-    target.stop_all()
 
 
 def _served_version(url: str) -> str:

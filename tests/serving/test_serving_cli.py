@@ -9,7 +9,7 @@ import json
 import pytest
 
 from ai_factory.cli import main
-from ai_factory.deployment.local import LocalTarget, free_port, pid_alive
+from ai_factory.deployment.local import pid_alive
 from ai_factory.registry import ModelRegistry
 
 pytestmark = pytest.mark.serving
@@ -20,18 +20,6 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:
     out = capsys.readouterr().out
     return code, json.loads(out) if out.strip() else {}
 
-
-@pytest.fixture
-def cli_env(store, monkeypatch):
-    from ai_factory.settings import reset_settings
-
-    monkeypatch.setenv("AI_FACTORY_SERVE_PORT", str(free_port()))
-    monkeypatch.setenv("AI_FACTORY_SERVE_TARGET", "local")
-    monkeypatch.setenv("AI_FACTORY_PREDICTION_LOG", "false")
-    reset_settings()
-    target = LocalTarget.from_settings()
-    yield store, target
-    target.stop_all()
 
 
 def test_gate_records_a_rejection_and_models_compare_shows_both_versions(store, capsys):
@@ -56,8 +44,8 @@ def test_gate_records_a_rejection_and_models_compare_shows_both_versions(store, 
     assert {"roc_auc", "log_loss"} <= set(compared["metrics"])
 
 
-def test_deploy_then_deploy_rollback_then_serve_status_and_stop(cli_env, capsys):
-    store, target = cli_env
+def test_deploy_then_deploy_rollback_then_serve_status_and_stop(local_env, capsys):
+    store, target = local_env
     reg = ModelRegistry.from_settings()
     a, fresh = store.versions["a"], store.versions["fresh"]
     reg.set_champion(a, reason="an earlier champion, never served here")

@@ -6,7 +6,6 @@ tests); rows are few so the whole module stays fast on two cores.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,21 +14,6 @@ import yaml
 from ai_factory.storage import DataLake
 
 from training_helpers import write_validated
-
-
-@pytest.fixture
-def train_env(lake: DataLake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DataLake]:
-    """An isolated data root, model store and Optuna SQLite file; no XCom sidecar directory."""
-    from ai_factory.settings import reset_settings
-
-    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
-    monkeypatch.setenv("AI_FACTORY_OPTUNA_STORAGE", f"sqlite:///{tmp_path / 'optuna.db'}")
-    monkeypatch.setenv("AI_FACTORY_XCOM_DIR", str(tmp_path / "no-xcom-here"))
-    monkeypatch.setenv("AI_FACTORY_TORCH_THREADS", "1")
-    monkeypatch.setenv("BENTOML_DO_NOT_TRACK", "true")
-    reset_settings()
-    yield lake
-    reset_settings()
 
 
 @pytest.fixture
