@@ -76,10 +76,10 @@ def test_deployment_dag_promote_failures_roll_back_and_a_manual_rollback_restore
     real_build = flow.build
     built: dict[str, str] = {}
 
-    def build_once(p: dict) -> str:  # one Bento per version for the whole test: builds are the slow part
-        if p["tag"] not in built:
-            built[p["tag"]] = real_build(p)
-        return built[p["tag"]]
+    def build_once(p: flow.DeploymentPlan) -> str:  # one Bento per version for the whole test: builds are the slow part
+        if p.tag not in built:
+            built[p.tag] = real_build(p)
+        return built[p.tag]
 
     monkeypatch.setattr(flow, "build", build_once)
     before = len(asset_events("champion"))
@@ -111,7 +111,7 @@ def test_deployment_dag_promote_failures_roll_back_and_a_manual_rollback_restore
     assert len(asset_events("champion")) == before + 1
 
     # Smoke-test failure: a mis-packed Bento (a's model shipped as `fresh`) answers with the wrong version.
-    monkeypatch.setattr(flow, "build", lambda p: build_once({**p, "tag": reg.get(a).tag}))
+    monkeypatch.setattr(flow, "build", lambda p: build_once(p.model_copy(update={"tag": str(reg.get(a).tag)})))
     caplog.clear()
     smoked = dag.test(run_conf={"action": "deploy", "version": fresh, "target": "local"})
     assert str(smoked.state) == "failed"
@@ -142,7 +142,7 @@ def test_deployment_dag_promote_failures_roll_back_and_a_manual_rollback_restore
     # compare-and-set refuses, the rollback task puts `a` back behind the stable address.
     real_switch = flow.switch
 
-    def switch_then_alias_moves(p: dict, candidate: dict) -> dict:
+    def switch_then_alias_moves(p: flow.DeploymentPlan, candidate: dict) -> dict:
         out = real_switch(p, candidate)
         reg.set_champion(b, reason="a concurrent actor", actor="someone-else")
         return out
