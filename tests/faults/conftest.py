@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from requires import unavailable
 
 from ai_factory.storage import DataLake
 
@@ -48,10 +48,7 @@ def own_postgres() -> Iterator[OwnPostgres]:
 
     bin_dir = server_bin_dir()
     if bin_dir is None:
-        reason = "PostgreSQL server binaries (initdb, pg_ctl) are not installed"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason}; CI must run the PostgreSQL fault tests (install postgresql)")
-        pytest.skip(reason)
+        unavailable("PostgreSQL server binaries (initdb, pg_ctl) are not installed (install Debian's postgresql)")
     server = OwnPostgres(bin_dir, free_port())
     try:
         server.start()
