@@ -77,3 +77,15 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str
     """``ai-factory <args>`` to completion, output captured."""
     return subprocess.run([sys.executable, "-m", "ai_factory.cli", *args], capture_output=True, text=True,
                           env=os.environ.copy(), timeout=timeout)
+
+
+def tune_workers(window: str, study: str, url: str, space: Path, out_dir: Path, *, trials: int,
+                 workers: int) -> tuple[list[subprocess.Popen[bytes]], list[Path]]:
+    """``workers`` real ``ai-factory train tune`` processes on one study; their logs under ``out_dir``."""
+    logs = [out_dir / f"worker-{i}.log" for i in range(workers)]
+    procs = [cli_popen("train", "tune", "--window", window, "--study", study, "--storage", url,
+                       "--trials", str(trials), "--workers", str(workers), "--worker", str(i),
+                       "--search-space", str(space), "--output", str(out_dir / f"worker-{i}.json"),
+                       log_path=logs[i])
+             for i in range(workers)]
+    return procs, logs

@@ -19,7 +19,7 @@ from ai_factory.training import tuning
 from ai_factory.training.config import load_search_space
 from ai_factory.training.steps import make_window
 
-from fault_helpers import cli_popen, tail, wait_until
+from fault_helpers import tail, tune_workers, wait_until
 from pg import recreate_pg_database
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres]
@@ -35,12 +35,7 @@ def test_killed_worker_trial_is_failed_by_heartbeat_and_the_study_completes(trai
     name = "credit_default.faults"
     space = load_search_space(slow_trials_space)
     tuning.open_study(name, url, _spec(), space)  # created once, before the workers (as the DAG does)
-    logs = [tmp_path / f"worker-{i}.log" for i in range(WORKERS)]
-    procs = [cli_popen("train", "tune", "--window", window, "--study", name, "--storage", url,
-                       "--trials", str(N_TRIALS), "--workers", str(WORKERS), "--worker", str(i),
-                       "--search-space", str(slow_trials_space), "--output", str(tmp_path / f"worker-{i}.json"),
-                       log_path=logs[i])
-             for i in range(WORKERS)]
+    procs, logs = tune_workers(window, name, url, slow_trials_space, tmp_path, trials=N_TRIALS, workers=WORKERS)
     study = optuna.load_study(study_name=name, storage=url)
 
     def victim_mid_trial() -> optuna.trial.FrozenTrial | None:

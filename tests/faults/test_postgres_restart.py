@@ -26,7 +26,7 @@ from ai_factory.training import tuning
 from ai_factory.training.config import load_search_space
 from ai_factory.training.steps import make_window
 
-from fault_helpers import cli_popen, start_component, tail, wait_until
+from fault_helpers import start_component, tail, tune_workers, wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -46,12 +46,7 @@ def test_optuna_workers_survive_a_postgres_restart(train_env, slow_trials_space,
     window = make_window(str(tmp_path / "window.json"), days=5)["window"]
     name = "credit_default.pg_restart"
     tuning.open_study(name, url, default_spec(), load_search_space(slow_trials_space))
-    logs = [tmp_path / f"worker-{i}.log" for i in range(WORKERS)]
-    procs = [cli_popen("train", "tune", "--window", window, "--study", name, "--storage", url,
-                       "--trials", str(N_TRIALS), "--workers", str(WORKERS), "--worker", str(i),
-                       "--search-space", str(slow_trials_space), "--output", str(tmp_path / f"worker-{i}.json"),
-                       log_path=logs[i])
-             for i in range(WORKERS)]
+    procs, logs = tune_workers(window, name, url, slow_trials_space, tmp_path, trials=N_TRIALS, workers=WORKERS)
 
     def mid_study() -> bool:
         study = optuna.load_study(study_name=name, storage=url)
